@@ -1,0 +1,143 @@
+//! [`AtomicPhase`]: a version's phase, changed only by compare-and-swap
+//! along an edge of the table.
+
+#[cfg(loom)]
+use loom::sync::atomic::AtomicU8;
+#[cfg(not(loom))]
+use std::sync::atomic::AtomicU8;
+use std::sync::atomic::Ordering;
+
+use crate::{Phase, PhaseError};
+
+/// A phase shared between threads.
+///
+/// Reads are `Acquire` and transitions `AcqRel`: whoever observes a phase
+/// also observes everything the thread that entered it did before (for
+/// example, a reader that sees `Removed` sees the effects of the shutdown
+/// hook). Callers that need more (the drain's store-buffering pattern)
+/// add their own `SeqCst` fences around these accesses.
+#[derive(Debug)]
+pub struct AtomicPhase(AtomicU8);
+
+impl AtomicPhase {
+    /// A cell holding `phase`.
+    pub fn new(phase: Phase) -> Self {
+        AtomicPhase(AtomicU8::new(phase as u8))
+    }
+
+    /// The current phase.
+    pub fn load(&self) -> Phase {
+        // Acquire: pairs with the AcqRel of `transition`, see the type docs.
+        let byte = self.0.load(Ordering::Acquire);
+        // Only `new` and `transition` store, and both store a `Phase`.
+        Phase::from_u8(byte).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    /// Moves `from -> to` if that is an edge of the lifecycle and the cell
+    /// still holds `from`, as one compare-and-swap.
+    ///
+    /// # Errors
+    ///
+    /// [`PhaseError::Illegal`] if `from -> to` is not an edge (the cell is
+    /// untouched); [`PhaseError::Stale`] if the cell held another phase.
+    pub fn transition(&self, from: Phase, to: Phase) -> Result<(), PhaseError> {
+        if !from.can_transition_to(to) {
+            return Err(PhaseError::Illegal { from, to });
+        }
+        // AcqRel on success: Release publishes what the caller did in
+        // `from`; Acquire sees what the previous transition published.
+        // Acquire on failure: the error reports a phase we synchronised with.
+        self.0
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .map(drop)
+            .map_err(|actual| PhaseError::Stale {
+                expected: from,
+                actual: Phase::from_u8(actual).unwrap_or_else(|e| unreachable!("{e}")),
+                to,
+            })
+    }
+
+    /// Moves to the successor of the current phase, whatever it is; returns
+    /// the edge taken, or `None` in the terminal phase. Used by tests and
+    /// tools that walk a cell along the whole lifecycle.
+    pub fn advance(&self) -> Option<(Phase, Phase)> {
+        loop {
+            let from = self.load();
+            let to = from.successor()?;
+            if self.transition(from, to).is_ok() {
+                return Some((from, to));
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legal_transition_moves_the_cell() {
+        let cell = AtomicPhase::new(Phase::Active);
+        assert_eq!(cell.transition(Phase::Active, Phase::Draining), Ok(()));
+        assert_eq!(cell.load(), Phase::Draining);
+    }
+
+    #[test]
+    fn illegal_transition_names_both_phases_and_leaves_the_cell() {
+        let cell = AtomicPhase::new(Phase::Draining);
+        let err = cell.transition(Phase::Draining, Phase::Active).unwrap_err();
+        assert_eq!(
+            err,
+            PhaseError::Illegal {
+                from: Phase::Draining,
+                to: Phase::Active
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "illegal lifecycle transition Draining -> Active"
+        );
+        assert_eq!(cell.load(), Phase::Draining);
+    }
+
+    #[test]
+    fn stale_transition_reports_the_actual_phase() {
+        let cell = AtomicPhase::new(Phase::Removed);
+        let err = cell.transition(Phase::Active, Phase::Draining).unwrap_err();
+        assert_eq!(
+            err,
+            PhaseError::Stale {
+                expected: Phase::Active,
+                actual: Phase::Removed,
+                to: Phase::Draining
+            }
+        );
+        assert_eq!(cell.load(), Phase::Removed);
+    }
+
+    #[test]
+    fn racing_transitions_have_exactly_one_winner() {
+        let cell = AtomicPhase::new(Phase::Active);
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| cell.transition(Phase::Active, Phase::Draining).is_ok()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap_or(false)))
+                .sum()
+        });
+        assert_eq!(wins, 1);
+        assert_eq!(cell.load(), Phase::Draining);
+    }
+
+    #[test]
+    fn advance_walks_the_whole_table() {
+        let cell = AtomicPhase::new(Phase::Loaded);
+        let mut edges = Vec::new();
+        while let Some(edge) = cell.advance() {
+            edges.push(edge);
+        }
+        assert_eq!(edges, crate::EDGES);
+    }
+}

@@ -1,0 +1,11 @@
+//! Long-form documentation, in the arc-swap style: essays inside rustdoc.
+//!
+//! The text lives in the workspace's `docs/` folder as Markdown (so it reads
+//! on a repository page too) and is included here, so `cargo doc` renders it
+//! next to the API it explains and its Rust examples run as doctests.
+
+#[doc = include_str!("../../docs/drain.md")]
+pub mod drain {}
+
+#[doc = include_str!("../../docs/lifecycle.md")]
+pub mod lifecycle {}

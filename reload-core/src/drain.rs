@@ -1,0 +1,326 @@
+//! The drain path, in one file.
+//!
+//! Everything that makes a cutover safe lives here: how a call takes a lease
+//! ([`acquire`]), gives it back ([`Version::release`]), how the slot cuts
+//! over ([`cut_over`]), how a drain waits, parked, for the last lease
+//! ([`Version::wait_drained`], [`Version::poll_drained`]), and how a
+//! drained version's memory is reclaimed ([`retire`]). The argument that it
+//! meets the contract (S1-S4, L1-L2 of `shared/design/drain-protocol.md`)
+//! is in `docs/drain.md`; the comments here say which step each line is.
+//!
+//! # The two store-buffering pairs
+//!
+//! The protocol rests on two Dekker-style pairs. Each side writes one
+//! location, issues `fence(SeqCst)`, then reads the other side's location;
+//! the fences are totally ordered, so at least one side sees the other's
+//! write. (loom models `SeqCst` *accesses* as `AcqRel`, which is too weak
+//! for this pattern, so both sides use explicit fences, and loom checks
+//! exactly what ships.)
+//!
+//! | pair | caller side (enter / release) | reloader side (cut over / drain) |
+//! |---|---|---|
+//! | A: no lease slips past the drain | increment shard; fence; re-load `current` | swap `current`; fence; sum shards |
+//! | B: no lost wake-up | decrement shard; fence; load phase | phase `Active -> Draining`; fence; sum shards |
+//!
+//! A: if the caller's re-load still sees the old version, the reloader's sum
+//! sees the increment, so the drain waits for that lease; otherwise the
+//! caller undoes and retries on the new version. B: if the releaser does not
+//! see `Draining`, the drain's sum sees the decrement; otherwise the
+//! releaser checks the sum itself and wakes the drain when it is zero.
+
+use std::cell::UnsafeCell;
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use crossbeam_epoch::{Atomic, Owned, Shared};
+use crossbeam_utils::CachePadded;
+use lifecycle::{AtomicPhase, Phase};
+
+use crate::loom::{
+    current_thread, fence, park_until, pin, shard_index, AtomicUsize, Mutex, Ordering, Parked,
+    Thread, SHARDS,
+};
+
+/// One version of a plugin as the slot holds it: the value, its phase, its
+/// in-flight counts and whoever waits for its drain.
+pub(crate) struct Version<P> {
+    /// In-flight leases, one counter per shard, each on its own cache line
+    /// so that threads calling in parallel do not bounce one line. A lease
+    /// decrements the shard it incremented, so no counter goes below zero
+    /// and the sum is the number of leases out.
+    inflight: [CachePadded<AtomicUsize>; SHARDS],
+    /// Doubles as the "is anyone draining me" flag of pair B.
+    pub(crate) phase: AtomicPhase,
+    /// Whoever waits for the drain: a parked thread or an async task.
+    waiter: Mutex<Waiter>,
+    /// The generation this version has in its slot (1 for the first).
+    pub(crate) generation: u64,
+    /// The plugin. Shared (`&P`) while leases may exist; taken out exactly
+    /// once by [`Version::take_plugin`] after the drain; never dropped in
+    /// place (the shell is freed by the collector, possibly much later).
+    plugin: UnsafeCell<ManuallyDrop<P>>,
+}
+
+// SAFETY: a `Version<P>` is shared between the callers holding leases
+// (which only read `&P`, hence `P: Sync`) and the thread that finalizes it
+// (which moves `P` out, hence `P: Send`). Every other field is a
+// synchronisation primitive.
+unsafe impl<P: Send + Sync> Sync for Version<P> {}
+// SAFETY: as above; the shell may be freed on any thread by the collector.
+unsafe impl<P: Send + Sync> Send for Version<P> {}
+
+#[derive(Default)]
+struct Waiter {
+    thread: Option<Thread>,
+    waker: Option<Waker>,
+}
+
+/// A lease's hold on a version: which version, and which shard it counted on.
+pub(crate) struct Hold<P> {
+    pub(crate) version: NonNull<Version<P>>,
+    pub(crate) shard: usize,
+}
+
+impl<P> Version<P> {
+    /// A version for `plugin`, already `Active`: it is about to be published.
+    pub(crate) fn new(plugin: P, generation: u64) -> Self {
+        let phase = AtomicPhase::new(Phase::Initialized);
+        // Nobody else can see the cell yet, so this cannot be stale; it goes
+        // through the table like every other phase change.
+        let activated = phase.transition(Phase::Initialized, Phase::Active);
+        debug_assert_eq!(activated, Ok(()));
+        Version {
+            inflight: std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
+            phase,
+            waiter: Mutex::new(Waiter::default()),
+            generation,
+            plugin: UnsafeCell::new(ManuallyDrop::new(plugin)),
+        }
+    }
+
+    /// The plugin, for a lease holder.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a lease on this version (an increment that passed
+    /// the re-check in [`acquire`] and is not yet released), or otherwise
+    /// knows [`Version::take_plugin`] has not run and will not run while the
+    /// returned reference lives.
+    #[inline]
+    pub(crate) unsafe fn plugin(&self) -> &P {
+        // SAFETY: per the contract above, the value is initialised and only
+        // shared references to it exist until the drain completes.
+        unsafe { &*self.plugin.get() }
+    }
+
+    /// Moves the plugin out, to finalize it.
+    ///
+    /// # Safety
+    ///
+    /// Called at most once, after the version was unlinked from its slot and
+    /// [`Version::wait_drained`] (or an `is_drained` that returned `true`)
+    /// established that no lease is out, so no reference from
+    /// [`Version::plugin`] exists and none can be made.
+    pub(crate) unsafe fn take_plugin(&self) -> P {
+        // SAFETY: exclusive access per the contract; `ManuallyDrop` keeps the
+        // shell's drop from dropping the value a second time.
+        unsafe { ManuallyDrop::take(&mut *self.plugin.get()) }
+    }
+
+    /// Leases out on this version right now.
+    pub(crate) fn in_flight(&self) -> usize {
+        // Acquire: a lease's release decrements with Release after its call
+        // returned, so a drain that sums to zero happens-after every call
+        // made through those leases, and so does the shutdown that follows.
+        self.inflight
+            .iter()
+            .map(|shard| shard.load(Ordering::Acquire))
+            .sum()
+    }
+
+    /// Whether every lease on this (unlinked) version was given back.
+    pub(crate) fn is_drained(&self) -> bool {
+        // SeqCst fence: the reloader's half of pairs A and B. It follows the
+        // swap of `current` and the `Active -> Draining` transition (both in
+        // `cut_over`, earlier in this thread) and precedes the sum.
+        fence(Ordering::SeqCst);
+        self.in_flight() == 0
+    }
+
+    /// Gives back the lease counted on `shard` and, if this version is
+    /// draining and that was the last lease, wakes the drain.
+    ///
+    /// # Safety
+    ///
+    /// `this` points to a version on which the caller holds one lease
+    /// counted on `shard` (so its memory is valid on entry); the lease is
+    /// consumed.
+    #[inline]
+    pub(crate) unsafe fn release(this: NonNull<Version<P>>, shard: usize) {
+        // Pinned across the decrement and the wake: once the count can reach
+        // zero a drain may complete and `retire` the shell, and this pin is
+        // what keeps the memory valid until we are done touching it.
+        let _guard = pin();
+        // SAFETY: the lease held on entry kept the version from being
+        // drained; from the decrement on, `_guard` keeps the memory alive
+        // (`retire` defers its free until every pin taken before it ends).
+        let version = unsafe { this.as_ref() };
+        // Release: the call made through this lease happens-before a drain
+        // that observes the decrement (see `in_flight`).
+        version.inflight[shard].fetch_sub(1, Ordering::Release);
+        // SeqCst fence: the caller's half of pair B, between the decrement
+        // and the phase load.
+        fence(Ordering::SeqCst);
+        if version.phase.load() != Phase::Active {
+            version.wake_if_drained();
+        }
+    }
+
+    #[cold]
+    fn wake_if_drained(&self) {
+        if self.in_flight() != 0 {
+            return;
+        }
+        // Take the waiter under the lock and wake it outside: a waiter that
+        // registers after we looked is covered by the lock's ordering (it
+        // re-sums after registering and sees our decrement).
+        let (thread, waker) = {
+            let mut waiter = self.waiter.lock();
+            (waiter.thread.take(), waiter.waker.take())
+        };
+        if let Some(thread) = thread {
+            thread.unpark();
+        }
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Blocks, parked, until the drain completes (`true`) or `deadline`
+    /// passes (`false`). Woken by the last release, never by polling.
+    pub(crate) fn wait_drained(&self, deadline: Option<Instant>) -> bool {
+        if self.is_drained() {
+            return true;
+        }
+        let me = current_thread();
+        let mut expired = false;
+        loop {
+            // Register, then look: a release that found no waiter registered
+            // unlocked before we locked, so our look sees its decrement.
+            self.waiter.lock().thread = Some(me.clone());
+            let drained = self.in_flight() == 0;
+            if drained || expired {
+                self.waiter.lock().thread = None;
+                return drained;
+            }
+            // A wake-up may be spurious or stale (an unpark token left from
+            // an earlier wait): the loop looks again either way.
+            expired = park_until(deadline) == Parked::Expired;
+        }
+    }
+
+    /// The async form of [`Version::wait_drained`]: registers the task's
+    /// waker, which the last release wakes.
+    pub(crate) fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_drained() {
+            return Poll::Ready(());
+        }
+        {
+            let mut waiter = self.waiter.lock();
+            match &waiter.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => waiter.waker = Some(cx.waker().clone()),
+            }
+        }
+        // Registered, then look (as in `wait_drained`).
+        if self.in_flight() == 0 {
+            self.waiter.lock().waker = None;
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Takes a lease on the current version of `current`, or `None` if the
+/// slot is closed (`current` is null). Never blocks, and never fails because
+/// a reload is in progress: a cutover only makes it retry on the new version.
+#[inline]
+pub(crate) fn acquire<P>(current: &Atomic<Version<P>>) -> Option<Hold<P>> {
+    let shard = shard_index();
+    // The pin keeps the version we load from being freed between the load
+    // and the increment; it is dropped before the lease is returned.
+    let guard = pin();
+    // Acquire: pairs with the Release of the swap that published the
+    // version, so its fields are initialised when we read them.
+    let mut seen = current.load(Ordering::Acquire, &guard);
+    loop {
+        // SAFETY: a non-null pointer loaded from `current` while pinned stays
+        // valid until the guard is dropped (`retire` defers the free).
+        let version = unsafe { seen.as_ref() }?;
+        // Relaxed: ordering comes from the fence below (pair A).
+        version.inflight[shard].fetch_add(1, Ordering::Relaxed);
+        // SeqCst fence: the caller's half of pair A, between the increment
+        // and the re-load of `current`.
+        fence(Ordering::SeqCst);
+        let now = current.load(Ordering::Acquire, &guard);
+        if now == seen {
+            // The drain that will follow any later swap sees our increment.
+            return Some(Hold {
+                version: NonNull::from(version),
+                shard,
+            });
+        }
+        // A cutover raced us. Undo (this may be the decrement a drain is
+        // waiting for, so it goes through the full release) and retry on the
+        // new version. Pointer equality is not fooled by reuse: `seen` cannot
+        // be freed and reallocated while we are pinned.
+        // SAFETY: we hold exactly the increment made above on `shard`.
+        unsafe { Version::release(NonNull::from(version), shard) };
+        seen = now;
+    }
+}
+
+/// Publishes `next` as the current version (or null, to close) and returns
+/// the version it replaced, now `Draining`. The caller serialises cut-overs
+/// (the slot's writer lock) and becomes the owner of the returned version.
+pub(crate) fn cut_over<P>(
+    current: &Atomic<Version<P>>,
+    next: Option<Owned<Version<P>>>,
+) -> Option<NonNull<Version<P>>> {
+    let guard = pin();
+    let next = next.map_or_else(Shared::null, |owned| owned.into_shared(&guard));
+    // AcqRel: Release publishes `next`'s contents to `acquire`'s Acquire
+    // load; Acquire makes the old version's contents ours. The SeqCst fence
+    // of pair A is in `is_drained`, before the reloader's first sum.
+    let old = current.swap(next, Ordering::AcqRel, &guard);
+    // SAFETY: a non-null `current` is a live version; we unlinked it, so the
+    // shell stays allocated until we `retire` it.
+    let old = unsafe { old.as_ref() }?;
+    // The first write of pair B. Only a cut-over moves a version out of
+    // Active, and cut-overs are serialised, so this cannot be stale.
+    let drained = old.phase.transition(Phase::Active, Phase::Draining);
+    debug_assert_eq!(drained, Ok(()));
+    Some(NonNull::from(old))
+}
+
+/// Frees a finalized version's shell once no pinned thread can still be
+/// touching it.
+///
+/// # Safety
+///
+/// `version` was unlinked by [`cut_over`], drained, and its plugin taken
+/// with [`Version::take_plugin`]; no other owner will retire it.
+pub(crate) unsafe fn retire<P: Send + Sync>(version: NonNull<Version<P>>) {
+    let guard = pin();
+    // SAFETY: unreachable from `current`, and every thread that could still
+    // hold the pointer (a releaser or an undoing `acquire`) is pinned from
+    // before it could have seen the drain complete; the collector frees the
+    // shell only after all such pins end.
+    unsafe { guard.defer_destroy(Shared::from(version.as_ptr().cast_const())) };
+    // Hand the garbage to the global queue now rather than when this
+    // thread's local bag fills, so a quiet process still frees it.
+    guard.flush();
+}

@@ -1,0 +1,262 @@
+//! `Plugin<P, Draining>`: a version cut over away from, whose in-flight
+//! calls are finishing; and the one place a version is finalized.
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::mem::ManuallyDrop;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use lifecycle::Phase;
+
+use crate::drain::{retire, Version};
+use crate::error::{DrainError, FinalizeError};
+use crate::hooks::{run_hook, Hook, HookFailure};
+use crate::plugin::{RemovalReport, RemovedBody};
+use crate::slot::Shared;
+use crate::state::{Draining, Removed};
+use crate::stats::Counters;
+use crate::{Hooks, Plugin};
+
+/// What a `Plugin<P, Draining>` holds: ownership of a version the slot cut
+/// over away from, and the slot's shared part (for its counters and its list
+/// of draining versions).
+#[doc(hidden)]
+pub struct DrainingBody<P: Hooks> {
+    version: NonNull<Version<P>>,
+    shared: Arc<Shared<P>>,
+    since: Instant,
+}
+
+// SAFETY: the body owns an unlinked version; `Version<P>` is Send + Sync for
+// `P: Hooks`, and finalizing it may happen on any thread.
+unsafe impl<P: Hooks> Send for DrainingBody<P> {}
+// SAFETY: `&DrainingBody` only reads the version's counters and phase.
+unsafe impl<P: Hooks> Sync for DrainingBody<P> {}
+
+impl<P: Hooks> DrainingBody<P> {
+    pub(crate) fn new(
+        version: NonNull<Version<P>>,
+        shared: Arc<Shared<P>>,
+        since: Instant,
+    ) -> Self {
+        DrainingBody {
+            version,
+            shared,
+            since,
+        }
+    }
+
+    fn version(&self) -> &Version<P> {
+        // SAFETY: we own the version; it is retired only by `finalize`, which
+        // consumes this body.
+        unsafe { self.version.as_ref() }
+    }
+
+    /// Finalizes a version this body's drain has completed for.
+    fn finalize(self) -> Result<Plugin<P, Removed>, FinalizeError<P>> {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: moved out of a `ManuallyDrop` that is never used again, so
+        // the `Arc` is dropped exactly once, below.
+        let shared = unsafe { std::ptr::read(&this.shared) };
+        shared.untrack(this.version);
+        // SAFETY: we own the version (the slot unlinked it for us), it is
+        // drained (our caller saw it), and we no longer list it, so nothing
+        // else finalizes it.
+        let (plugin, report, failure) = unsafe { finalize(&shared, this.version, this.since) };
+        let removed = Plugin {
+            body: RemovedBody { plugin, report },
+        };
+        match failure {
+            None => Ok(removed),
+            Some(failure) => Err(FinalizeError::new(removed, failure)),
+        }
+    }
+}
+
+impl<P: Hooks> Drop for DrainingBody<P> {
+    fn drop(&mut self) {
+        // Dropped without waiting: the slot adopts the version and finalizes
+        // it once it drains. We cannot block here (this thread may itself
+        // hold a lease on the version).
+        self.shared.adopt(self.version);
+    }
+}
+
+/// Runs the `shutdown` hook of a drained version exactly once, marks it
+/// `Removed`, and retires its shell. Returns the plugin value.
+///
+/// # Safety
+///
+/// The caller owns `version` (it was unlinked by a cut-over and no one else
+/// will finalize it), and no lease on it exists or can be granted.
+pub(crate) unsafe fn finalize<P: Hooks>(
+    shared: &Shared<P>,
+    version: NonNull<Version<P>>,
+    since: Instant,
+) -> (P, RemovalReport, Option<HookFailure>) {
+    let drain_time = since.elapsed();
+    // SAFETY: owned and drained per the contract.
+    let v = unsafe { version.as_ref() };
+    let generation = v.generation;
+    // SAFETY: drained, owned, called once (the caller's contract).
+    let mut plugin = unsafe { v.take_plugin() };
+    let failure = run_hook(
+        &mut plugin,
+        Hook::Shutdown,
+        Some(generation),
+        Hooks::shutdown,
+    )
+    .err();
+    // AcqRel (inside): a reader that sees Removed sees the shutdown's effects.
+    let removed = v.phase.transition(Phase::Draining, Phase::Removed);
+    debug_assert_eq!(removed, Ok(()));
+    // SAFETY: unlinked, drained, plugin taken; this is its one retirement.
+    unsafe { retire(version) };
+    Counters::bump(&shared.counters.drains_completed);
+    shared.counters.drain_time.record(drain_time);
+    if failure.is_some() {
+        Counters::bump(&shared.counters.shutdown_failures);
+    }
+    let report = RemovalReport {
+        generation,
+        drain_time,
+        shutdown_ok: failure.is_none(),
+    };
+    (plugin, report, failure)
+}
+
+impl<P: Hooks> Plugin<P, Draining> {
+    /// Generation this version had in its slot.
+    pub fn generation(&self) -> u64 {
+        self.body.version().generation
+    }
+
+    /// Leases still out on this version.
+    pub fn in_flight(&self) -> usize {
+        self.body.version().in_flight()
+    }
+
+    /// Whether every lease on this version has been given back.
+    pub fn is_drained(&self) -> bool {
+        self.body.version().is_drained()
+    }
+
+    /// How long since the cut-over away from this version.
+    pub fn elapsed(&self) -> Duration {
+        self.body.since.elapsed()
+    }
+
+    /// Waits, parked, until the last lease is given back (woken by that
+    /// release, not by polling), then runs `shutdown` once and hands back
+    /// the plugin, `Removed`.
+    ///
+    /// Do not call this while holding a lease on the same version on this
+    /// thread: it would wait for itself.
+    ///
+    /// # Errors
+    ///
+    /// [`FinalizeError`] if `shutdown` failed or panicked; the plugin is
+    /// `Removed` all the same and comes back inside the error.
+    pub fn wait(self) -> Result<Plugin<P, Removed>, FinalizeError<P>> {
+        let drained = self.body.version().wait_drained(None);
+        debug_assert!(drained, "a wait without deadline returns only once drained");
+        self.body.finalize()
+    }
+
+    /// [`wait`](Self::wait), giving up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`DrainError::TimedOut`] hands this version back, still draining, to
+    /// wait on again; [`DrainError::Shutdown`] as for `wait`.
+    pub fn wait_deadline(self, deadline: Instant) -> Result<Plugin<P, Removed>, DrainError<P>> {
+        if self.body.version().wait_drained(Some(deadline)) {
+            Ok(self.body.finalize()?)
+        } else {
+            Err(DrainError::TimedOut(self))
+        }
+    }
+
+    /// [`wait`](Self::wait), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait_deadline`](Self::wait_deadline).
+    pub fn wait_timeout(self, timeout: Duration) -> Result<Plugin<P, Removed>, DrainError<P>> {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.wait_deadline(deadline),
+            None => Ok(self.wait()?),
+        }
+    }
+
+    /// Finalizes now if the drain has completed, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`DrainError::TimedOut`] (with this version) if leases are still out.
+    pub fn try_finalize(self) -> Result<Plugin<P, Removed>, DrainError<P>> {
+        if self.is_drained() {
+            Ok(self.body.finalize()?)
+        } else {
+            Err(DrainError::TimedOut(self))
+        }
+    }
+
+    /// The drain as a `Future`, for any executor: it resolves when the last
+    /// lease is given back (that release wakes the task), then finalizes.
+    /// `plugin.await` does the same.
+    pub fn drained(self) -> Drain<P> {
+        Drain {
+            draining: Some(self),
+        }
+    }
+}
+
+impl<P: Hooks> IntoFuture for Plugin<P, Draining> {
+    type Output = Result<Plugin<P, Removed>, FinalizeError<P>>;
+    type IntoFuture = Drain<P>;
+
+    fn into_future(self) -> Drain<P> {
+        self.drained()
+    }
+}
+
+impl<P: Hooks> fmt::Debug for Plugin<P, Draining> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("generation", &self.generation())
+            .field("phase", &Phase::Draining)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+/// The future returned by [`Plugin::drained`]. Dropping it before it
+/// resolves hands the version to its slot, which finalizes it once drained.
+#[must_use = "futures do nothing unless polled"]
+pub struct Drain<P: Hooks> {
+    draining: Option<Plugin<P, Draining>>,
+}
+
+impl<P: Hooks> Future for Drain<P> {
+    type Output = Result<Plugin<P, Removed>, FinalizeError<P>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(draining) = self.draining.as_ref() else {
+            panic!("`Drain` polled after it completed");
+        };
+        match draining.body.version().poll_drained(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => match self.draining.take() {
+                Some(draining) => Poll::Ready(draining.body.finalize()),
+                None => unreachable!("checked above"),
+            },
+        }
+    }
+}
+
+impl<P: Hooks> Unpin for Drain<P> {}

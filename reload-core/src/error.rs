@@ -1,0 +1,202 @@
+//! The slot's errors. Each one that was handed a value hands it back.
+
+use std::fmt;
+
+use crate::hooks::HookFailure;
+use crate::plugin::PrepareError;
+use crate::state::{Draining, Initialized, Removed};
+use crate::{Hooks, Plugin};
+
+/// The slot was closed; it serves no more calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the plugin slot is closed")]
+pub struct SlotClosed;
+
+/// A call through [`Slot::call`](crate::Slot::call) did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The slot is closed.
+    #[error(transparent)]
+    Closed(#[from] SlotClosed),
+    /// The call panicked. The lease was released and the slot keeps serving.
+    #[error(transparent)]
+    Panicked(HookFailure),
+}
+
+/// [`Slot::replace`](crate::Slot::replace) refused the new version; it comes
+/// back inside, and the slot is unchanged.
+pub enum ReplaceError<P: Hooks> {
+    /// The new version names another plugin than the slot serves.
+    WrongPlugin {
+        /// The slot's plugin name.
+        expected: String,
+        /// The new version's plugin name.
+        found: String,
+        /// The new version, untouched.
+        plugin: Plugin<P, Initialized>,
+    },
+    /// The slot is closed.
+    Closed(Plugin<P, Initialized>),
+}
+
+impl<P: Hooks> ReplaceError<P> {
+    /// The version that was refused.
+    pub fn into_inner(self) -> Plugin<P, Initialized> {
+        match self {
+            ReplaceError::WrongPlugin { plugin, .. } | ReplaceError::Closed(plugin) => plugin,
+        }
+    }
+}
+
+impl<P: Hooks> fmt::Display for ReplaceError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplaceError::WrongPlugin {
+                expected, found, ..
+            } => write!(
+                f,
+                "cannot replace plugin `{expected}` with a version of `{found}`"
+            ),
+            ReplaceError::Closed(_) => f.write_str("cannot replace: the plugin slot is closed"),
+        }
+    }
+}
+
+impl<P: Hooks> fmt::Debug for ReplaceError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplaceError::WrongPlugin {
+                expected, found, ..
+            } => f
+                .debug_struct("WrongPlugin")
+                .field("expected", expected)
+                .field("found", found)
+                .finish_non_exhaustive(),
+            ReplaceError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<P: Hooks> std::error::Error for ReplaceError<P> {}
+
+/// [`Slot::reload`](crate::Slot::reload) failed; the new version comes back
+/// in the phase it reached, and the slot keeps serving the old one.
+#[derive(thiserror::Error)]
+pub enum ReloadError<P: Hooks> {
+    /// `link` or `init` failed.
+    #[error(transparent)]
+    Prepare(#[from] PrepareError<P>),
+    /// The prepared version was refused by the slot.
+    #[error(transparent)]
+    Replace(#[from] ReplaceError<P>),
+}
+
+impl<P: Hooks> fmt::Debug for ReloadError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadError::Prepare(e) => f.debug_tuple("Prepare").field(e).finish(),
+            ReloadError::Replace(e) => f.debug_tuple("Replace").field(e).finish(),
+        }
+    }
+}
+
+impl<P: Hooks> ReloadError<P> {
+    /// The new version's value, whatever phase it reached.
+    pub fn into_plugin(self) -> P {
+        match self {
+            ReloadError::Prepare(e) => e.into_plugin(),
+            ReloadError::Replace(e) => e.into_inner().into_inner(),
+        }
+    }
+
+    /// The hook failure, if a hook failed (rather than the slot refusing).
+    pub fn hook_failure(&self) -> Option<&HookFailure> {
+        match self {
+            ReloadError::Prepare(e) => Some(e.failure()),
+            ReloadError::Replace(_) => None,
+        }
+    }
+}
+
+/// The `shutdown` hook failed or panicked. The version is `Removed` all the
+/// same (shutdown runs exactly once) and comes back inside.
+pub struct FinalizeError<P: Hooks> {
+    removed: Plugin<P, Removed>,
+    failure: HookFailure,
+}
+
+impl<P: Hooks> FinalizeError<P> {
+    pub(crate) fn new(removed: Plugin<P, Removed>, failure: HookFailure) -> Self {
+        FinalizeError { removed, failure }
+    }
+
+    /// The removed version.
+    pub fn into_inner(self) -> Plugin<P, Removed> {
+        self.removed
+    }
+
+    /// What failed.
+    pub fn failure(&self) -> &HookFailure {
+        &self.failure
+    }
+}
+
+impl<P: Hooks> fmt::Display for FinalizeError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (the version is removed)", self.failure)
+    }
+}
+
+impl<P: Hooks> fmt::Debug for FinalizeError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FinalizeError")
+            .field("failure", &self.failure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Hooks> std::error::Error for FinalizeError<P> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.failure)
+    }
+}
+
+/// A bounded wait did not end with a clean removal.
+pub enum DrainError<P: Hooks> {
+    /// The deadline passed first. The version is handed back, still
+    /// draining, to wait on again.
+    TimedOut(Plugin<P, Draining>),
+    /// The drain completed but `shutdown` failed.
+    Shutdown(FinalizeError<P>),
+}
+
+impl<P: Hooks> From<FinalizeError<P>> for DrainError<P> {
+    fn from(e: FinalizeError<P>) -> Self {
+        DrainError::Shutdown(e)
+    }
+}
+
+impl<P: Hooks> fmt::Display for DrainError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DrainError::TimedOut(d) => write!(
+                f,
+                "drain of generation {} timed out with {} calls in flight",
+                d.generation(),
+                d.in_flight()
+            ),
+            DrainError::Shutdown(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<P: Hooks> fmt::Debug for DrainError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DrainError::TimedOut(d) => f.debug_tuple("TimedOut").field(d).finish(),
+            DrainError::Shutdown(e) => f.debug_tuple("Shutdown").field(e).finish(),
+        }
+    }
+}
+
+impl<P: Hooks> std::error::Error for DrainError<P> {}

@@ -1,0 +1,108 @@
+//! Hot-reload plugins inside a running process, with a drain whose
+//! correctness is checked, not hoped for.
+//!
+//! A host that runs plugins (UDFs, index kinds, change-data sinks, storage
+//! backends) puts each behind a [`Slot`]. Calls go through the slot: each
+//! takes a [`Lease`] on the current version, which keeps that version alive
+//! and running until the lease is dropped. To swap in a new version the host
+//! prepares it through the typestate lifecycle and calls [`Slot::replace`]:
+//! the cut-over is one atomic pointer swap, calls that start afterwards run
+//! on the new version, and the old one comes back as a `Plugin<P, Draining>`
+//! that the host waits on. Its `shutdown` hook runs exactly once, after the
+//! last call on it returned.
+//!
+//! ```
+//! use reload_core::{BoxError, Hooks, Plugin, Slot};
+//!
+//! struct Tax { rate_percent: u64 }
+//!
+//! impl Hooks for Tax {
+//!     type Context = ();
+//!     fn name(&self) -> &str { "tax" }
+//! }
+//!
+//! impl Tax {
+//!     fn apply(&self, cents: u64) -> u64 { cents + cents * self.rate_percent / 100 }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let v1 = Plugin::new(Tax { rate_percent: 20 }).link()?.init(&())?;
+//! let slot = Slot::new(v1);
+//!
+//! // A call: a lease on whatever version is current.
+//! assert_eq!(slot.enter()?.apply(100), 120);
+//!
+//! // A reload under traffic: the lease taken before the cut-over keeps
+//! // running on version 1; new calls see version 2.
+//! let in_flight = slot.enter()?;
+//! let v2 = Plugin::new(Tax { rate_percent: 25 }).prepare(&())?;
+//! let old = slot.replace(v2)?;
+//! assert_eq!(slot.enter()?.apply(100), 125);
+//! assert_eq!(in_flight.apply(100), 120);
+//! assert_eq!(old.in_flight(), 1);
+//!
+//! // Version 1 drains when the last lease on it is dropped; `shutdown` runs
+//! // once, and the value comes back to the host.
+//! drop(in_flight);
+//! let removed = old.wait()?;
+//! assert_eq!(removed.report().generation, 1);
+//! assert_eq!(removed.into_inner().rate_percent, 20);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What is guaranteed
+//!
+//! The contract is `shared/design/drain-protocol.md`; the argument for each
+//! property, and where it is checked, is in [`docs::drain`]. In short:
+//!
+//! - **No call into a finalized version** (S1): `shutdown` starts only after
+//!   every lease on the version was given back, and none is granted after.
+//! - **Atomic cut-over** (S2): exactly one current version at every instant;
+//!   a lease taken after `replace` returns is on the new version.
+//! - **No dropped call** (S3): [`Slot::enter`] never blocks or fails because a
+//!   reload is in progress; only a closed slot refuses.
+//! - **Exactly once** (S4): each version's `shutdown` runs once and its memory
+//!   is freed once.
+//! - **Legal phases** (S5): phases move along the [`lifecycle`] table only,
+//!   by compare-and-swap, and illegal transitions do not compile ([`state`]).
+//! - **Never stuck, nothing lost** (S6, S7): a failing or panicking hook is
+//!   contained; the slot keeps serving what it served, and every error hands
+//!   back what it was given.
+//! - **Drains complete, and can be bounded** (L1, L2): the last release wakes
+//!   the waiter (no polling); a wait with a deadline hands the version back.
+//!
+//! # How it works
+//!
+//! The current version sits behind a `crossbeam_epoch::Atomic` in a
+//! collector of this crate's own. Each version counts its leases on
+//! cache-padded per-thread shards. `enter` pins the epoch for a few
+//! instructions only: load, increment, fence, re-load; if a cut-over raced
+//! it, undo and retry on the new version. The two fences that make this
+//! correct, and the wake-up that makes the drain parked rather than polled,
+//! are in one file, `src/drain.rs`, explained in [`docs::drain`].
+
+// Clippy's unwrap lint is for code a user or plugin can influence; tests
+// assert with `expect` instead, and doctests stay readable.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod docs;
+mod drain;
+mod draining;
+mod error;
+mod hooks;
+mod loom;
+mod plugin;
+mod slot;
+pub mod state;
+mod stats;
+pub mod testing;
+
+pub use draining::Drain;
+pub use error::{CallError, DrainError, FinalizeError, ReloadError, ReplaceError, SlotClosed};
+pub use hooks::{BoxError, Cause, Hook, HookFailure, Hooks};
+pub use lifecycle::{self, Phase};
+pub use plugin::{InitError, LinkError, Plugin, PrepareError, RemovalReport, StepError};
+pub use slot::{Lease, Slot};
+pub use state::{Active, Draining, Initialized, Linked, Loaded, Removed};
+pub use stats::{DurationSummary, SlotStats, VersionInfo};
