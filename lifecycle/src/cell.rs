@@ -85,7 +85,9 @@ mod tests {
     #[test]
     fn illegal_transition_names_both_phases_and_leaves_the_cell() {
         let cell = AtomicPhase::new(Phase::Draining);
-        let err = cell.transition(Phase::Draining, Phase::Active).unwrap_err();
+        let err = cell
+            .transition(Phase::Draining, Phase::Active)
+            .expect_err("illegal");
         assert_eq!(
             err,
             PhaseError::Illegal {
@@ -103,7 +105,9 @@ mod tests {
     #[test]
     fn stale_transition_reports_the_actual_phase() {
         let cell = AtomicPhase::new(Phase::Removed);
-        let err = cell.transition(Phase::Active, Phase::Draining).unwrap_err();
+        let err = cell
+            .transition(Phase::Active, Phase::Draining)
+            .expect_err("stale");
         assert_eq!(
             err,
             PhaseError::Stale {

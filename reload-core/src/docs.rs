@@ -9,3 +9,7 @@ pub mod drain {}
 
 #[doc = include_str!("../../docs/lifecycle.md")]
 pub mod lifecycle {}
+
+/// The workspace README; its example runs as a doctest, so it stays true.
+#[doc = include_str!("../../README.md")]
+pub mod readme {}

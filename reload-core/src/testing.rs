@@ -26,6 +26,8 @@ pub struct Faults {
     pub panic_shutdown: bool,
     /// Each call sleeps this long (a slow version, to keep drains busy).
     pub call_delay: Option<Duration>,
+    /// Every n-th call panics (after it was counted).
+    pub panic_every: Option<u64>,
 }
 
 /// What happened to each version, shared by all the probes of a test.
@@ -72,6 +74,7 @@ impl Ledger {
 #[derive(Debug)]
 pub struct Probe {
     id: u64,
+    label: String,
     faults: Faults,
     ledger: Arc<Ledger>,
     shut: AtomicBool,
@@ -88,6 +91,7 @@ impl Probe {
     pub fn with_faults(id: u64, ledger: &Arc<Ledger>, faults: Faults) -> Self {
         Probe {
             id,
+            label: id.to_string(),
             faults,
             ledger: Arc::clone(ledger),
             shut: AtomicBool::new(false),
@@ -102,17 +106,28 @@ impl Probe {
 
     /// Serves one call: returns the probe's id. Records the call, and
     /// whether `shutdown` had begun when it started or finished.
+    ///
+    /// # Panics
+    ///
+    /// Every n-th call, if [`Faults::panic_every`] says so.
     pub fn call(&self) -> u64 {
         // SeqCst on the flag: a call that overlaps shutdown in any way is
         // caught at entry or at exit.
         let before = self.shut.load(Ordering::SeqCst);
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(delay) = self.faults.call_delay {
             std::thread::sleep(delay);
         }
         let after = self.shut.load(Ordering::SeqCst);
         if before || after {
             self.ledger.after_shutdown.fetch_add(1, Ordering::SeqCst);
+        }
+        if self
+            .faults
+            .panic_every
+            .is_some_and(|every| n % every.max(1) == 0)
+        {
+            panic!("probe {}: call {n} panicked", self.id);
         }
         self.id
     }
@@ -133,6 +148,10 @@ impl Hooks for Probe {
 
     fn name(&self) -> &str {
         "probe"
+    }
+
+    fn version(&self) -> &str {
+        &self.label
     }
 
     fn link(&mut self) -> Result<(), BoxError> {
