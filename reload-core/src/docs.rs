@@ -7,6 +7,9 @@
 #[doc = include_str!("../../docs/drain.md")]
 pub mod drain {}
 
+#[doc = include_str!("../../docs/verification.md")]
+pub mod verification {}
+
 #[doc = include_str!("../../docs/lifecycle.md")]
 pub mod lifecycle {}
 

@@ -286,24 +286,34 @@ pub(crate) fn acquire<P>(current: &Atomic<Version<P>>) -> Option<Hold<P>> {
 /// Publishes `next` as the current version (or null, to close) and returns
 /// the version it replaced, now `Draining`. The caller serialises cut-overs
 /// (the slot's writer lock) and becomes the owner of the returned version.
+///
+/// # Errors
+///
+/// A closed slot (null `current`) stays closed: `next` comes back unpublished.
 pub(crate) fn cut_over<P>(
     current: &Atomic<Version<P>>,
     next: Option<Owned<Version<P>>>,
-) -> Option<NonNull<Version<P>>> {
+) -> Result<NonNull<Version<P>>, Option<Owned<Version<P>>>> {
     let guard = pin();
+    // Acquire: as in `acquire`. Only cut-overs write `current` and the caller
+    // serialises them, so the value cannot change before our swap.
+    if current.load(Ordering::Acquire, &guard).is_null() {
+        return Err(next);
+    }
     let next = next.map_or_else(Shared::null, |owned| owned.into_shared(&guard));
     // AcqRel: Release publishes `next`'s contents to `acquire`'s Acquire
     // load; Acquire makes the old version's contents ours. The SeqCst fence
     // of pair A is in `is_drained`, before the reloader's first sum.
     let old = current.swap(next, Ordering::AcqRel, &guard);
-    // SAFETY: a non-null `current` is a live version; we unlinked it, so the
-    // shell stays allocated until we `retire` it.
-    let old = unsafe { old.as_ref() }?;
+    // SAFETY: non-null (checked above, and cut-overs are serialised); a
+    // version in `current` is live, and we unlinked it, so its shell stays
+    // allocated until we `retire` it.
+    let old = unsafe { old.deref() };
     // The first write of pair B. Only a cut-over moves a version out of
     // Active, and cut-overs are serialised, so this cannot be stale.
     let drained = old.phase.transition(Phase::Active, Phase::Draining);
     debug_assert_eq!(drained, Ok(()));
-    Some(NonNull::from(old))
+    Ok(NonNull::from(old))
 }
 
 /// Frees a finalized version's shell once no pinned thread can still be

@@ -183,18 +183,25 @@ impl<P: Hooks> Slot<P> {
             });
         }
         let mut writer = self.shared.writer.lock();
-        if self.is_closed() {
-            return Err(ReplaceError::Closed(next));
-        }
         let generation = writer.next_generation;
         let version = Owned::new(Version::new(next.into_inner(), generation));
-        let Some(old) = cut_over(&self.shared.current, Some(version)) else {
-            // Unreachable: the closed check and the cut-over are both under
-            // the writer lock, and only a cut-over under it closes the slot.
-            unreachable!("slot closed between the check and the cut-over")
-        };
-        writer.next_generation += 1;
-        Ok(self.track(&mut writer, old))
+        match cut_over(&self.shared.current, Some(version)) {
+            Ok(old) => {
+                writer.next_generation += 1;
+                Ok(self.track(&mut writer, old))
+            }
+            Err(refused) => {
+                let plugin = refused.map(|owned| {
+                    // SAFETY: never published, so this is the only reference
+                    // and no lease was ever taken on it.
+                    unsafe { owned.into_box().take_plugin() }
+                });
+                match plugin {
+                    Some(plugin) => Err(ReplaceError::Closed(Plugin { body: plugin })),
+                    None => unreachable!("cut_over hands back the version it was given"),
+                }
+            }
+        }
     }
 
     /// Prepares `next` (`link`, then `init` with `cx`) and replaces the
@@ -223,7 +230,7 @@ impl<P: Hooks> Slot<P> {
     /// slot was already closed.
     pub fn close(&self) -> Option<Plugin<P, Draining>> {
         let mut writer = self.shared.writer.lock();
-        let old = cut_over(&self.shared.current, None)?;
+        let old = cut_over(&self.shared.current, None).ok()?;
         Some(self.track(&mut writer, old))
     }
 
@@ -368,7 +375,7 @@ impl<P: Hooks> Drop for Slot<P> {
             let _writer = self.shared.writer.lock();
             cut_over(&self.shared.current, None)
         };
-        if let Some(version) = current {
+        if let Ok(version) = current {
             // SAFETY: unlinked just now, never tracked or handed out, and no
             // lease can exist (see above).
             drop(unsafe { finalize(&self.shared, version, Instant::now()) });

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Proves the loom tests have teeth: applies plausible mistakes to the drain
+# path in a scratch copy of the repository and checks that loom rejects each.
+# Never touches the working tree. Not part of .ci/run (it rebuilds per
+# mutant); run it after changing the drain path or its loom tests.
+#
+#   bash ci/loom-mutants.sh
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+cd "$root"
+git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents {} "$scratch/"
+
+export RUSTFLAGS="--cfg loom --cfg crossbeam_loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
+export CARGO_TARGET_DIR="$root/target/loom-mutants"
+drain="$scratch/reload-core/src/drain.rs"
+cp "$drain" "$scratch/drain.orig"
+
+# mutate OLD NEW [OLD NEW ...]: rewrite drain.rs from the original, each
+# OLD (which must occur exactly once) replaced by its NEW.
+mutate() {
+  python3 - "$drain" "$scratch/drain.orig" "$@" <<'PY'
+import sys
+path, orig, *pairs = sys.argv[1:]
+src = open(orig).read()
+for old, new in zip(pairs[::2], pairs[1::2]):
+    if src.count(old) != 1:
+        sys.exit(f"mutation anchor not found exactly once: {old!r}")
+    src = src.replace(old, new)
+open(path, "w").write(src)
+PY
+}
+
+failures=0
+run() {
+  local name="$1" test="$2"
+  local start=$(date +%s)
+  if (cd "$scratch" && timeout 900 cargo test -q --profile loom -p reload-core --test "$test" -- --test-threads=1 >"$scratch/$name.log" 2>&1); then
+    echo "SURVIVED  $name ($test passed): the loom tests miss this mistake"
+    failures=$((failures + 1))
+  else
+    local why
+    why=$(grep -m1 -oE "Causality violation[^.]*|deadlock|S1 violated[^\"]*|assertion[^\n]*" "$scratch/$name.log" || echo "failed")
+    echo "killed    $name by $test in $(( $(date +%s) - start )) s: $why"
+  fi
+}
+
+mutate $'        // SeqCst fence: the caller\'s half of pair A, between the increment\n        // and the re-load of `current`.\n        fence(Ordering::SeqCst);' \
+       '        fence(Ordering::AcqRel);'
+run "enter-fence-acqrel" loom_call_races_replace
+
+mutate $'        fence(Ordering::SeqCst);\n        let now = current.load(Ordering::Acquire, &guard);' \
+       '        let now = seen;'
+run "enter-without-recheck" loom_call_races_replace
+
+mutate $'        fence(Ordering::SeqCst);\n        self.in_flight() == 0' \
+       $'        fence(Ordering::AcqRel);\n        self.in_flight() == 0'
+run "drain-fence-acqrel" loom_call_races_replace
+
+mutate $'        version.inflight[shard].fetch_sub(1, Ordering::Release);\n        // SeqCst fence: the caller\'s half of pair B, between the decrement\n        // and the phase load.\n        fence(Ordering::SeqCst);\n        if version.phase.load() != Phase::Active {\n            version.wake_if_drained();\n        }' \
+       $'        fence(Ordering::SeqCst);\n        if version.phase.load() != Phase::Active {\n            version.wake_if_drained();\n        }\n        version.inflight[shard].fetch_sub(1, Ordering::Release);'
+run "wake-check-before-decrement" loom_release_wakes_drain
+
+mutate $'        // SeqCst fence: the caller\'s half of pair B, between the decrement\n        // and the phase load.\n        fence(Ordering::SeqCst);' \
+       '        fence(Ordering::AcqRel);'
+run "release-fence-acqrel" loom_lease_dropped_elsewhere
+
+mutate $'            self.waiter.lock().thread = Some(me.clone());\n            let drained = self.in_flight() == 0;' \
+       $'            let drained = self.in_flight() == 0;\n            self.waiter.lock().thread = Some(me.clone());'
+run "look-before-register" loom_release_wakes_drain
+
+# Waking whenever a draining version's lease is released, whatever the count,
+# is only wasteful while the waiter re-checks; with a waiter that trusts the
+# wake it finalizes under a live lease.
+mutate $'        if self.in_flight() != 0 {\n            return;\n        }' \
+       '' \
+       $'            expired = park_until(deadline) == Parked::Expired;' \
+       $'            expired = park_until(deadline) == Parked::Expired;\n            if !expired {\n                self.waiter.lock().thread = None;\n                return true;\n            }'
+run "wake-at-any-count-waiter-trusts-it" loom_release_wakes_drain
+
+echo "$failures mutant(s) survived"
+exit $((failures > 0))

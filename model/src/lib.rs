@@ -1,0 +1,20 @@
+//! An exhaustive model of the reload protocol, checked with `stateright`.
+//!
+//! [`protocol`] models what `reload-core` does, one atomic step per action,
+//! with the properties of the contract (`shared/design/drain-protocol.md`)
+//! as named consts. [`broken`] models two designs seen in public hot-reload
+//! implementations; the checker must refute them, which is what shows the
+//! model can fail at all. [`trace`] prints a counterexample readably.
+//!
+//! ```
+//! use model::protocol::ReloadSys;
+//! use stateright::{Checker, Model};
+//!
+//! let checker = ReloadSys::small().checker().spawn_bfs().join();
+//! checker.assert_properties();
+//! assert!(checker.unique_state_count() > 1_000);
+//! ```
+
+pub mod broken;
+pub mod protocol;
+pub mod trace;

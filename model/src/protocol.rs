@@ -1,0 +1,748 @@
+//! The reload protocol of `reload-core`, one atomic step per action.
+//!
+//! Roles: workers (callers: `enter`, call, release), one reloader (prepare,
+//! cut over, close) and one drainer per version cut over from (the thread
+//! waiting on its `Plugin<P, Draining>`: sum, register, park, finalize,
+//! retire). Each action is one atomic step of `reload-core/src/drain.rs`;
+//! the step labels (E3, R5, D4, ...) are those of `docs/drain.md`, which puts
+//! the code beside this model.
+//!
+//! The checker explores interleavings under sequential consistency, so the
+//! `SeqCst` fences of the code are implicit here. Whether the orderings the
+//! code uses deliver that consistency is loom's job (`reload-core/tests/
+//! loom_*.rs`); whether the algorithm is right given it is this model's.
+
+use lifecycle::Phase;
+use stateright::{Model, Property};
+
+/// A version index: 0 is the first version installed, then one per reload.
+pub type V = u8;
+/// A worker index, which is also the index of the shard it counts on.
+pub type W = u8;
+
+/// The system: how many callers, calls, reloads, and which failure paths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReloadSys {
+    /// Calling threads.
+    pub workers: u8,
+    /// Calls each worker makes.
+    pub calls_per_worker: u8,
+    /// Reloads the reloader performs (including one that fails, if any).
+    pub reloads: u8,
+    /// A bounded drain may time out (once per drain) and be waited again.
+    pub drain_timeouts: bool,
+    /// The first reload's `init` fails before the cut-over.
+    pub init_failure: bool,
+    /// After its reloads, the reloader closes the slot.
+    pub close: bool,
+}
+
+impl ReloadSys {
+    /// The configuration `cargo test` checks by default.
+    pub fn small() -> Self {
+        ReloadSys {
+            workers: 2,
+            calls_per_worker: 1,
+            reloads: 2,
+            drain_timeouts: false,
+            init_failure: false,
+            close: false,
+        }
+    }
+}
+
+/// One version as the slot's memory holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Version {
+    /// Its lifecycle phase.
+    pub phase: Phase,
+    /// In-flight counts, one shard per worker.
+    pub inflight: Vec<u8>,
+    /// A drainer is registered as its waiter (D3).
+    pub waiter: bool,
+    /// Times its shutdown hook began.
+    pub shutdowns: u8,
+    /// `defer_destroy` was called (F4).
+    pub retired: bool,
+    /// Workers that were pinned when it was retired and have not unpinned since.
+    pub retire_wait: Vec<bool>,
+    /// The collector freed its memory.
+    pub freed: bool,
+}
+
+/// Where a release (or an `enter`'s undo) is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Release {
+    /// R2: decrement our shard.
+    Decrement,
+    /// R4: load the phase.
+    CheckPhase,
+    /// R5: read shard `shard` of the sum, `acc` so far.
+    Sum {
+        /// Next shard to read.
+        shard: u8,
+        /// Sum of the shards read so far.
+        acc: u8,
+    },
+    /// R6: take the waiter under the lock and wake it.
+    Wake,
+}
+
+/// What follows a release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Then {
+    /// R7: unpin; the call is complete.
+    Finish,
+    /// E9: the undo of an `enter` that raced a cut-over; retry on `current`
+    /// as re-loaded at E7 (`None` if the slot closed).
+    Retry(Option<V>),
+}
+
+/// A worker's program counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pc {
+    /// Between calls.
+    Idle,
+    /// E2 done: pinned.
+    Pinned,
+    /// E3 done: loaded `current`.
+    Loaded(V),
+    /// E5 done: incremented its shard of `v`.
+    Incremented(V),
+    /// E8: holds a lease on `v`; the call has not run yet.
+    Holding(V),
+    /// The call ran; the lease is still held.
+    Called(V),
+    /// Releasing a lease on `v` (or undoing an increment).
+    Releasing(V, Release, Then),
+    /// No calls left (or the slot was closed).
+    Done,
+}
+
+/// A worker: program counter, calls left, whether it is pinned.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Worker {
+    /// Where it is.
+    pub pc: Pc,
+    /// Calls still to make.
+    pub calls_left: u8,
+    /// Pinned in the epoch collector.
+    pub pinned: bool,
+}
+
+/// A drainer's program counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DrainPc {
+    /// D1-D2: the first sum, reading shard `shard`.
+    FirstSum {
+        /// Next shard to read.
+        shard: u8,
+        /// Sum so far.
+        acc: u8,
+    },
+    /// D3: register as the waiter.
+    Register,
+    /// D4: sum after registering.
+    Sum {
+        /// Next shard to read.
+        shard: u8,
+        /// Sum so far.
+        acc: u8,
+    },
+    /// D6: parked until a token arrives (or the deadline passes).
+    Parked,
+    /// D4/D5: deregister, then report drained or timed out.
+    Deregister {
+        /// The sum was zero.
+        drained: bool,
+    },
+    /// L2: the wait timed out and handed the version back.
+    TimedOut,
+    /// F1-F3: run shutdown, move to Removed.
+    Finalize,
+    /// F4: `defer_destroy`.
+    Retire,
+    /// Finished.
+    Done,
+}
+
+/// The thread waiting on one draining version.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Drainer {
+    /// The version it drains.
+    pub v: V,
+    /// Where it is.
+    pub pc: DrainPc,
+    /// An unpark token is pending for this thread.
+    pub token: bool,
+    /// Its last park ended at the deadline.
+    pub expired: bool,
+    /// Timeouts it may still take.
+    pub timeouts_left: u8,
+    /// It has timed out at least once and waited again.
+    pub waited_again: bool,
+}
+
+/// The whole state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReloadState {
+    /// The slot's current version; `None` once closed.
+    pub current: Option<V>,
+    /// Every version created, by index.
+    pub versions: Vec<Version>,
+    /// The callers.
+    pub workers: Vec<Worker>,
+    /// One per version cut over from.
+    pub drainers: Vec<Drainer>,
+    /// Reloads attempted so far.
+    pub reloads_done: u8,
+    /// The reloader closed the slot.
+    pub closed: bool,
+    /// Witness: a call ran on a version whose shutdown had begun.
+    pub call_after_shutdown: bool,
+    /// Witness: a step touched a version's memory after it was freed.
+    pub use_after_free: bool,
+    /// Witness: `enter` returned Closed on an open slot.
+    pub refused_while_open: bool,
+    /// Witness: a phase change that is not an edge of the lifecycle table.
+    pub illegal_phase: bool,
+}
+
+/// The atomic steps, named by role and step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// E2: pin.
+    WorkerPin(W),
+    /// E3-E4: load `current` (null: refused, the slot is closed).
+    WorkerLoad(W),
+    /// E5: increment this worker's shard of the loaded version.
+    WorkerIncrement(W),
+    /// E6-E8 (the fence is implicit): re-load `current`; equal: lease
+    /// granted and unpin; changed: undo (E9).
+    WorkerRecheck(W),
+    /// The call runs on the leased version.
+    WorkerCall(W),
+    /// R1: pin to release.
+    WorkerReleasePin(W),
+    /// R2: decrement.
+    WorkerDecrement(W),
+    /// R3-R4 (the fence is implicit): load the phase.
+    WorkerCheckPhase(W),
+    /// R5: read one shard of the sum.
+    WorkerSum(W),
+    /// R6: take the waiter under the lock and unpark it.
+    WorkerWake(W),
+    /// `link` and `init` of the next version (C0; may fail before cut-over).
+    ReloaderPrepare,
+    /// C2-C3: swap `current` and move the old version to Draining.
+    ReloaderSwap,
+    /// `close`: swap in null.
+    ReloaderClose,
+    /// D1-D2 / D4: read one shard of the sum.
+    DrainerSum(V),
+    /// D3: register as the waiter under the lock.
+    DrainerRegister(V),
+    /// D6: the park returns because a release unparked us.
+    DrainerWake(V),
+    /// D6: the park returns at the deadline.
+    DrainerTimeout(V),
+    /// D4/D5: deregister under the lock.
+    DrainerDeregister(V),
+    /// L2: the caller waits again on the version handed back.
+    DrainerWaitAgain(V),
+    /// F1-F3: shutdown runs, the version becomes Removed.
+    DrainerFinalize(V),
+    /// F4: `defer_destroy` in the collector.
+    DrainerRetire(V),
+}
+
+impl ReloadState {
+    fn set_phase(&mut self, v: V, to: Phase) {
+        let version = &mut self.versions[usize::from(v)];
+        // The lifecycle table decides; the model keeps no copy of it.
+        if !version.phase.can_transition_to(to) {
+            self.illegal_phase = true;
+        }
+        version.phase = to;
+    }
+
+    /// A worker step that reads or writes `v`'s memory.
+    fn touch(&mut self, v: V) -> &mut Version {
+        if self.versions[usize::from(v)].freed {
+            self.use_after_free = true;
+        }
+        &mut self.versions[usize::from(v)]
+    }
+
+    fn unpin(&mut self, w: W) {
+        self.workers[usize::from(w)].pinned = false;
+        for version in &mut self.versions {
+            if version.retired && !version.freed {
+                version.retire_wait[usize::from(w)] = false;
+                version.freed = version.retire_wait.iter().all(|pinned| !pinned);
+            }
+        }
+    }
+
+    fn drainer_mut(&mut self, v: V) -> &mut Drainer {
+        let i = self
+            .drainers
+            .iter()
+            .position(|d| d.v == v)
+            .unwrap_or_else(|| unreachable!("version {v} has no drainer"));
+        &mut self.drainers[i]
+    }
+
+    fn new_version(&mut self, shards: usize) -> V {
+        self.versions.push(Version {
+            phase: Phase::Loaded,
+            inflight: vec![0; shards],
+            waiter: false,
+            shutdowns: 0,
+            retired: false,
+            retire_wait: vec![false; shards],
+            freed: false,
+        });
+        (self.versions.len() - 1) as V
+    }
+
+    /// The leases held, and the increments made, on `v`.
+    pub fn in_flight(&self, v: V) -> u8 {
+        self.versions[usize::from(v)].inflight.iter().sum()
+    }
+}
+
+impl ReloadSys {
+    fn cut_over(&self, state: &mut ReloadState, next: Option<V>) {
+        let Some(old) = state.current else { return };
+        state.current = next;
+        state.set_phase(old, Phase::Draining);
+        state.drainers.push(Drainer {
+            v: old,
+            pc: DrainPc::FirstSum { shard: 0, acc: 0 },
+            token: false,
+            expired: false,
+            timeouts_left: u8::from(self.drain_timeouts),
+            waited_again: false,
+        });
+    }
+
+    fn release_step(&self, state: &mut ReloadState, w: W, v: V, step: Release, then: Then) {
+        let shards = self.workers;
+        let next = match step {
+            Release::Decrement => {
+                state.touch(v).inflight[usize::from(w)] -= 1;
+                Some(Release::CheckPhase)
+            }
+            Release::CheckPhase => {
+                if state.touch(v).phase == Phase::Active {
+                    None
+                } else {
+                    Some(Release::Sum { shard: 0, acc: 0 })
+                }
+            }
+            Release::Sum { shard, acc } => {
+                let acc = acc + state.touch(v).inflight[usize::from(shard)];
+                if shard + 1 < shards {
+                    Some(Release::Sum {
+                        shard: shard + 1,
+                        acc,
+                    })
+                } else if acc == 0 {
+                    Some(Release::Wake)
+                } else {
+                    None
+                }
+            }
+            Release::Wake => {
+                if std::mem::take(&mut state.touch(v).waiter) {
+                    state.drainer_mut(v).token = true;
+                }
+                None
+            }
+        };
+        let worker = &mut state.workers[usize::from(w)];
+        match (next, then) {
+            (Some(step), _) => worker.pc = Pc::Releasing(v, step, then),
+            (None, Then::Finish) => {
+                worker.calls_left -= 1;
+                worker.pc = if worker.calls_left == 0 {
+                    Pc::Done
+                } else {
+                    Pc::Idle
+                };
+                state.unpin(w);
+            }
+            (None, Then::Retry(Some(now))) => worker.pc = Pc::Loaded(now),
+            (None, Then::Retry(None)) => self.refuse(state, w),
+        }
+    }
+
+    /// E4: `current` was null.
+    fn refuse(&self, state: &mut ReloadState, w: W) {
+        if !state.closed {
+            state.refused_while_open = true;
+        }
+        state.workers[usize::from(w)].pc = Pc::Done;
+        state.unpin(w);
+    }
+
+    fn sum_step(&self, state: &mut ReloadState, v: V, shard: u8, acc: u8, first: bool) {
+        let acc = acc + state.versions[usize::from(v)].inflight[usize::from(shard)];
+        let shards = self.workers;
+        let drainer = state.drainer_mut(v);
+        drainer.pc = match (shard + 1 < shards, first) {
+            (true, true) => DrainPc::FirstSum {
+                shard: shard + 1,
+                acc,
+            },
+            (true, false) => DrainPc::Sum {
+                shard: shard + 1,
+                acc,
+            },
+            (false, true) if acc == 0 => DrainPc::Finalize,
+            (false, true) => DrainPc::Register,
+            (false, false) if acc == 0 => DrainPc::Deregister { drained: true },
+            (false, false) if drainer.expired => DrainPc::Deregister { drained: false },
+            (false, false) => DrainPc::Parked,
+        };
+    }
+}
+
+impl Model for ReloadSys {
+    type State = ReloadState;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<ReloadState> {
+        let shards = usize::from(self.workers);
+        let mut state = ReloadState {
+            current: None,
+            versions: Vec::new(),
+            workers: (0..self.workers)
+                .map(|_| Worker {
+                    pc: if self.calls_per_worker == 0 {
+                        Pc::Done
+                    } else {
+                        Pc::Idle
+                    },
+                    calls_left: self.calls_per_worker,
+                    pinned: false,
+                })
+                .collect(),
+            drainers: Vec::new(),
+            reloads_done: 0,
+            closed: false,
+            call_after_shutdown: false,
+            use_after_free: false,
+            refused_while_open: false,
+            illegal_phase: false,
+        };
+        let first = state.new_version(shards);
+        for phase in [Phase::Linked, Phase::Initialized, Phase::Active] {
+            state.set_phase(first, phase);
+        }
+        state.current = Some(first);
+        vec![state]
+    }
+
+    fn actions(&self, state: &ReloadState, actions: &mut Vec<Action>) {
+        for (w, worker) in state.workers.iter().enumerate() {
+            let w = w as W;
+            actions.push(match worker.pc {
+                Pc::Idle => Action::WorkerPin(w),
+                Pc::Pinned => Action::WorkerLoad(w),
+                Pc::Loaded(_) => Action::WorkerIncrement(w),
+                Pc::Incremented(_) => Action::WorkerRecheck(w),
+                Pc::Holding(_) => Action::WorkerCall(w),
+                Pc::Called(_) => Action::WorkerReleasePin(w),
+                Pc::Releasing(_, Release::Decrement, _) => Action::WorkerDecrement(w),
+                Pc::Releasing(_, Release::CheckPhase, _) => Action::WorkerCheckPhase(w),
+                Pc::Releasing(_, Release::Sum { .. }, _) => Action::WorkerSum(w),
+                Pc::Releasing(_, Release::Wake, _) => Action::WorkerWake(w),
+                Pc::Done => continue,
+            });
+        }
+        // The reloader is one thread: prepare, swap, prepare, swap, ...,
+        // close. A prepared version (the last one created, still
+        // Initialized) is swapped in before anything else.
+        if state.versions.last().map(|v| v.phase) == Some(Phase::Initialized) {
+            actions.push(Action::ReloaderSwap);
+        } else if !state.closed {
+            if state.reloads_done < self.reloads {
+                actions.push(Action::ReloaderPrepare);
+            } else if self.close {
+                actions.push(Action::ReloaderClose);
+            }
+        }
+        for d in &state.drainers {
+            let v = d.v;
+            match d.pc {
+                DrainPc::FirstSum { .. } | DrainPc::Sum { .. } => {
+                    actions.push(Action::DrainerSum(v))
+                }
+                DrainPc::Register => actions.push(Action::DrainerRegister(v)),
+                DrainPc::Parked => {
+                    if d.token {
+                        actions.push(Action::DrainerWake(v));
+                    }
+                    if d.timeouts_left > 0 {
+                        actions.push(Action::DrainerTimeout(v));
+                    }
+                }
+                DrainPc::Deregister { .. } => actions.push(Action::DrainerDeregister(v)),
+                DrainPc::TimedOut => actions.push(Action::DrainerWaitAgain(v)),
+                DrainPc::Finalize => actions.push(Action::DrainerFinalize(v)),
+                DrainPc::Retire => actions.push(Action::DrainerRetire(v)),
+                DrainPc::Done => {}
+            }
+        }
+    }
+
+    fn next_state(&self, last: &ReloadState, action: Action) -> Option<ReloadState> {
+        let mut s = last.clone();
+        match action {
+            Action::WorkerPin(w) => {
+                let worker = &mut s.workers[usize::from(w)];
+                worker.pinned = true;
+                worker.pc = Pc::Pinned;
+            }
+            Action::WorkerLoad(w) => match s.current {
+                Some(v) => s.workers[usize::from(w)].pc = Pc::Loaded(v),
+                None => self.refuse(&mut s, w),
+            },
+            Action::WorkerIncrement(w) => {
+                let Pc::Loaded(v) = s.workers[usize::from(w)].pc else {
+                    return None;
+                };
+                s.touch(v).inflight[usize::from(w)] += 1;
+                s.workers[usize::from(w)].pc = Pc::Incremented(v);
+            }
+            Action::WorkerRecheck(w) => {
+                let Pc::Incremented(v) = s.workers[usize::from(w)].pc else {
+                    return None;
+                };
+                if s.current == Some(v) {
+                    s.workers[usize::from(w)].pc = Pc::Holding(v);
+                    s.unpin(w);
+                } else {
+                    let now = s.current;
+                    s.workers[usize::from(w)].pc =
+                        Pc::Releasing(v, Release::Decrement, Then::Retry(now));
+                }
+            }
+            Action::WorkerCall(w) => {
+                let Pc::Holding(v) = s.workers[usize::from(w)].pc else {
+                    return None;
+                };
+                if s.versions[usize::from(v)].shutdowns > 0 || s.versions[usize::from(v)].freed {
+                    s.call_after_shutdown = true;
+                }
+                s.workers[usize::from(w)].pc = Pc::Called(v);
+            }
+            Action::WorkerReleasePin(w) => {
+                let Pc::Called(v) = s.workers[usize::from(w)].pc else {
+                    return None;
+                };
+                let worker = &mut s.workers[usize::from(w)];
+                worker.pinned = true;
+                worker.pc = Pc::Releasing(v, Release::Decrement, Then::Finish);
+            }
+            Action::WorkerDecrement(w)
+            | Action::WorkerCheckPhase(w)
+            | Action::WorkerSum(w)
+            | Action::WorkerWake(w) => {
+                let Pc::Releasing(v, step, then) = s.workers[usize::from(w)].pc else {
+                    return None;
+                };
+                self.release_step(&mut s, w, v, step, then);
+            }
+            Action::ReloaderPrepare => {
+                let v = s.new_version(usize::from(self.workers));
+                s.set_phase(v, Phase::Linked);
+                s.reloads_done += 1;
+                if self.init_failure && s.reloads_done == 1 {
+                    // init failed: the version stays Linked and is handed
+                    // back; the slot is untouched.
+                } else {
+                    s.set_phase(v, Phase::Initialized);
+                }
+            }
+            Action::ReloaderSwap => {
+                let next = (s.versions.len() - 1) as V;
+                s.set_phase(next, Phase::Active);
+                self.cut_over(&mut s, Some(next));
+            }
+            Action::ReloaderClose => {
+                self.cut_over(&mut s, None);
+                s.closed = true;
+            }
+            Action::DrainerSum(v) => match s.drainer_mut(v).pc {
+                DrainPc::FirstSum { shard, acc } => self.sum_step(&mut s, v, shard, acc, true),
+                DrainPc::Sum { shard, acc } => self.sum_step(&mut s, v, shard, acc, false),
+                _ => return None,
+            },
+            Action::DrainerRegister(v) => {
+                s.versions[usize::from(v)].waiter = true;
+                s.drainer_mut(v).pc = DrainPc::Sum { shard: 0, acc: 0 };
+            }
+            Action::DrainerWake(v) => {
+                let d = s.drainer_mut(v);
+                d.token = false;
+                d.expired = false;
+                d.pc = DrainPc::Register;
+            }
+            Action::DrainerTimeout(v) => {
+                let d = s.drainer_mut(v);
+                d.timeouts_left -= 1;
+                d.expired = true;
+                d.pc = DrainPc::Register;
+            }
+            Action::DrainerDeregister(v) => {
+                s.versions[usize::from(v)].waiter = false;
+                let d = s.drainer_mut(v);
+                let DrainPc::Deregister { drained } = d.pc else {
+                    return None;
+                };
+                d.pc = if drained {
+                    DrainPc::Finalize
+                } else {
+                    DrainPc::TimedOut
+                };
+            }
+            Action::DrainerWaitAgain(v) => {
+                let d = s.drainer_mut(v);
+                d.expired = false;
+                d.waited_again = true;
+                d.pc = DrainPc::FirstSum { shard: 0, acc: 0 };
+            }
+            Action::DrainerFinalize(v) => {
+                s.versions[usize::from(v)].shutdowns += 1;
+                s.set_phase(v, Phase::Removed);
+                s.drainer_mut(v).pc = DrainPc::Retire;
+            }
+            Action::DrainerRetire(v) => {
+                let pinned: Vec<bool> = s.workers.iter().map(|w| w.pinned).collect();
+                let version = &mut s.versions[usize::from(v)];
+                version.retired = true;
+                version.freed = pinned.iter().all(|p| !p);
+                version.retire_wait = pinned;
+                s.drainer_mut(v).pc = DrainPc::Done;
+            }
+        }
+        Some(s)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        let mut properties = vec![
+            Property::<Self>::always(NO_CALL_INTO_FINALIZED, |_, s| !s.call_after_shutdown),
+            Property::<Self>::always(NO_USE_AFTER_FREE, |_, s| !s.use_after_free),
+            Property::<Self>::always(EXACTLY_ONE_CURRENT, |_, s| {
+                let active = s
+                    .versions
+                    .iter()
+                    .filter(|v| v.phase == Phase::Active)
+                    .count();
+                match s.current {
+                    Some(v) => active == 1 && s.versions[usize::from(v)].phase == Phase::Active,
+                    None => s.closed && active == 0,
+                }
+            }),
+            Property::<Self>::always(LEGAL_PHASE_PATH, |_, s| !s.illegal_phase),
+            Property::<Self>::always(SHUTDOWN_AT_MOST_ONCE, |_, s| {
+                s.versions.iter().all(|v| v.shutdowns <= 1)
+            }),
+            Property::<Self>::always(NO_CALL_REFUSED_WHILE_RELOADING, |_, s| {
+                !s.refused_while_open
+            }),
+            Property::<Self>::always(ALL_REMOVED_AT_THE_END, |m, s| {
+                let mut next = Vec::new();
+                m.actions(s, &mut next);
+                !next.is_empty() || all_removed(s)
+            }),
+            Property::<Self>::sometimes(CALL_OVERLAPS_DRAIN, |_, s| {
+                s.workers.iter().any(|w| {
+                    matches!(w.pc, Pc::Holding(v) | Pc::Called(v)
+                        if s.versions[usize::from(v)].phase == Phase::Draining)
+                })
+            }),
+            Property::<Self>::sometimes(TWO_VERSIONS_DRAIN_AT_ONCE, |_, s| {
+                s.versions
+                    .iter()
+                    .filter(|v| v.phase == Phase::Draining)
+                    .count()
+                    >= 2
+            }),
+            Property::<Self>::sometimes(DRAIN_PARKS_AND_IS_WOKEN, |_, s| {
+                s.drainers
+                    .iter()
+                    .any(|d| d.pc == DrainPc::Parked && d.token)
+            }),
+        ];
+        // Non-vacuity of the failure paths, where the configuration has them.
+        if self.drain_timeouts {
+            properties.push(Property::<Self>::sometimes(
+                DRAIN_TIMES_OUT_AND_IS_WAITED_AGAIN,
+                |_, s| s.drainers.iter().any(|d| d.waited_again),
+            ));
+        }
+        if self.init_failure {
+            properties.push(Property::<Self>::sometimes(
+                INIT_FAILURE_KEEPS_OLD_SERVING,
+                |_, s| {
+                    s.versions.iter().any(|v| v.phase == Phase::Linked)
+                        && s.current
+                            .is_some_and(|c| s.versions[usize::from(c)].phase == Phase::Active)
+                        && s.workers.iter().any(|w| matches!(w.pc, Pc::Holding(_)))
+                },
+            ));
+        }
+        if self.close {
+            properties.push(Property::<Self>::sometimes(CLOSED_SLOT_REFUSES, |_, s| {
+                s.closed
+                    && s.workers
+                        .iter()
+                        .any(|w| w.pc == Pc::Done && w.calls_left > 0)
+            }));
+        }
+        properties
+    }
+}
+
+/// At the end: every version cut over from is Removed, its memory freed,
+/// and no lease or increment is outstanding anywhere.
+fn all_removed(s: &ReloadState) -> bool {
+    s.versions.iter().enumerate().all(|(i, v)| {
+        let installed_and_replaced = Some(i as V) != s.current
+            && matches!(v.phase, Phase::Active | Phase::Draining | Phase::Removed);
+        let drained = v.inflight.iter().all(|n| *n == 0);
+        drained && (!installed_and_replaced || (v.phase == Phase::Removed && v.freed))
+    }) && s.workers.iter().all(|w| w.pc == Pc::Done && !w.pinned)
+}
+
+/// Always: no call runs on a version whose shutdown began (S1).
+pub const NO_CALL_INTO_FINALIZED: &str = "no call into a finalized version";
+/// Always: no step touches a version's memory after the collector freed it (S4).
+pub const NO_USE_AFTER_FREE: &str = "no use after free";
+/// Always: exactly one current version, and it is the only Active one (S2).
+pub const EXACTLY_ONE_CURRENT: &str = "exactly one current version";
+/// Always: every phase change is an edge of the lifecycle table (S5).
+pub const LEGAL_PHASE_PATH: &str = "legal phase path";
+/// Always: each version's shutdown runs at most once (S4).
+pub const SHUTDOWN_AT_MOST_ONCE: &str = "shutdown at most once";
+/// Always: `enter` is refused only by a closed slot (S3).
+pub const NO_CALL_REFUSED_WHILE_RELOADING: &str = "no call refused while reloading";
+/// At every terminal state: all old versions removed and freed, no lease
+/// outstanding (S4, L1, bounded).
+pub const ALL_REMOVED_AT_THE_END: &str = "all old versions removed and no lease outstanding";
+/// Sometimes (non-vacuity): a call holds a lease on a draining version.
+pub const CALL_OVERLAPS_DRAIN: &str = "a call overlaps a drain";
+/// Sometimes (non-vacuity): two versions drain at once.
+pub const TWO_VERSIONS_DRAIN_AT_ONCE: &str = "two versions drain at once";
+/// Sometimes (non-vacuity): a drain times out and is waited again (L2).
+pub const DRAIN_TIMES_OUT_AND_IS_WAITED_AGAIN: &str = "a drain times out and is waited again";
+/// Sometimes (non-vacuity): a failed `init` left the old version serving a call (S6).
+pub const INIT_FAILURE_KEEPS_OLD_SERVING: &str = "a failed init leaves the old version serving";
+/// Sometimes (non-vacuity): a call was refused because the slot was closed.
+pub const CLOSED_SLOT_REFUSES: &str = "a closed slot refuses a call";
+/// Sometimes (non-vacuity): a parked drain is woken by a release (L1).
+pub const DRAIN_PARKS_AND_IS_WOKEN: &str = "a parked drain is woken by a release";

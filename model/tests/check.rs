@@ -1,0 +1,78 @@
+//! The model checks that `cargo test` runs. State counts are pinned: a
+//! change to the protocol, the model or the lifecycle table shows up here.
+
+use model::broken::phantom_refs::PhantomRefsSys;
+use model::broken::ring::RingSys;
+use model::protocol::{
+    ReloadSys, ALL_REMOVED_AT_THE_END, CALL_OVERLAPS_DRAIN, CLOSED_SLOT_REFUSES,
+    DRAIN_PARKS_AND_IS_WOKEN, DRAIN_TIMES_OUT_AND_IS_WAITED_AGAIN, INIT_FAILURE_KEEPS_OLD_SERVING,
+    NO_CALL_INTO_FINALIZED, TWO_VERSIONS_DRAIN_AT_ONCE,
+};
+use model::trace::counterexample;
+use stateright::{Checker, Model};
+
+/// Depth-first: the same reachable set as breadth-first (so the same count)
+/// in a fraction of the memory. The broken designs below use breadth-first
+/// for the shortest trace.
+fn check(sys: ReloadSys) -> impl Checker<ReloadSys> {
+    let checker = sys.checker().threads(2).spawn_dfs().join();
+    checker.assert_properties();
+    checker
+}
+
+#[test]
+fn two_workers_two_reloads() {
+    let checker = check(ReloadSys::small());
+    assert_eq!(checker.unique_state_count(), 413_707);
+    for found in [
+        CALL_OVERLAPS_DRAIN,
+        TWO_VERSIONS_DRAIN_AT_ONCE,
+        DRAIN_PARKS_AND_IS_WOKEN,
+    ] {
+        assert!(checker.discovery(found).is_some(), "never saw: {found}");
+    }
+}
+
+#[test]
+fn drains_that_time_out_and_are_waited_again() {
+    let checker = check(ReloadSys {
+        drain_timeouts: true,
+        ..ReloadSys::small()
+    });
+    assert_eq!(checker.unique_state_count(), 3_782_431);
+    assert!(checker
+        .discovery(DRAIN_TIMES_OUT_AND_IS_WAITED_AGAIN)
+        .is_some());
+}
+
+#[test]
+fn a_failed_init_and_a_close() {
+    let checker = check(ReloadSys {
+        init_failure: true,
+        close: true,
+        calls_per_worker: 2,
+        ..ReloadSys::small()
+    });
+    assert_eq!(checker.unique_state_count(), 1_016_664);
+    assert!(checker.discovery(INIT_FAILURE_KEEPS_OLD_SERVING).is_some());
+    assert!(checker.discovery(CLOSED_SLOT_REFUSES).is_some());
+    // The terminal property held in every terminal state (assert_properties).
+    assert!(checker.discovery(ALL_REMOVED_AT_THE_END).is_none());
+}
+
+#[test]
+fn the_eight_slot_ring_is_refuted() {
+    // One thread: BFS then finds the same shortest trace every run.
+    let checker = RingSys { workers: 1 }.checker().spawn_bfs().join();
+    let trace = counterexample(&checker, NO_CALL_INTO_FINALIZED)
+        .expect("the checker must find a call into a finalized version");
+    insta::assert_snapshot!("ring_counterexample", trace);
+}
+
+#[test]
+fn the_phantom_reference_drain_is_refuted() {
+    let checker = PhantomRefsSys { workers: 1 }.checker().spawn_bfs().join();
+    let trace = counterexample(&checker, NO_CALL_INTO_FINALIZED)
+        .expect("the checker must find a call into a finalized version");
+    insta::assert_snapshot!("phantom_refs_counterexample", trace);
+}

@@ -1,0 +1,128 @@
+//! Shared by the `loom_*.rs` tests: a plugin whose state loom watches, and
+//! the model builder with the bounds CI uses.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::sync::Arc;
+
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use reload_core::{Hooks, Initialized, Plugin, Slot};
+
+/// A plugin that loom checks from the inside.
+///
+/// `call` reads `state` through loom's `UnsafeCell`, and `shutdown` writes
+/// it. Unless every call happens-before the shutdown, loom reports a
+/// causality violation: that is S1 checked under the memory model, not
+/// only by a flag. The flag is checked too, for a readable failure.
+pub struct Witness {
+    pub id: u64,
+    state: UnsafeCell<u64>,
+    shut: AtomicBool,
+    pub tally: Arc<Tally>,
+}
+
+// SAFETY: `state` is read only by calls under a lease and written only by
+// `shutdown` after the drain; that ordering is what the tests check, and
+// loom's cell reports any access that violates it.
+unsafe impl Sync for Witness {}
+
+/// Counts, per test execution, of what happened to the witnesses.
+#[derive(Default)]
+pub struct Tally {
+    pub shutdowns: AtomicUsize,
+    pub drops: AtomicUsize,
+    pub calls: AtomicUsize,
+}
+
+impl Tally {
+    pub fn new() -> Arc<Tally> {
+        Arc::new(Tally::default())
+    }
+    pub fn shutdowns(&self) -> usize {
+        self.shutdowns.load(Ordering::SeqCst)
+    }
+    pub fn drops(&self) -> usize {
+        self.drops.load(Ordering::SeqCst)
+    }
+}
+
+impl Witness {
+    pub fn call(&self) -> u64 {
+        assert!(
+            !self.shut.load(Ordering::SeqCst),
+            "S1 violated: version {} called after its shutdown began",
+            self.id
+        );
+        self.tally.calls.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: loom tracks this access; a read concurrent with the
+        // shutdown's write fails the test.
+        let state = self.state.with(|p| unsafe { *p });
+        assert_eq!(state, self.id, "read a shut-down version's state");
+        self.id
+    }
+}
+
+impl Hooks for Witness {
+    type Context = ();
+    fn name(&self) -> &str {
+        "witness"
+    }
+    fn shutdown(&mut self) -> Result<(), reload_core::BoxError> {
+        self.shut.store(true, Ordering::SeqCst);
+        // SAFETY: loom tracks this access (see `call`).
+        self.state.with_mut(|p| unsafe { *p = u64::MAX });
+        self.tally.shutdowns.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.tally.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+pub fn ready(id: u64, tally: &Arc<Tally>) -> Plugin<Witness, Initialized> {
+    let witness = Witness {
+        id,
+        state: UnsafeCell::new(id),
+        shut: AtomicBool::new(false),
+        tally: Arc::clone(tally),
+    };
+    match Plugin::new(witness).prepare(&()) {
+        Ok(ready) => ready,
+        Err(e) => panic!("a witness always prepares: {e}"),
+    }
+}
+
+pub fn slot(id: u64, tally: &Arc<Tally>) -> Arc<Slot<Witness>> {
+    Arc::new(Slot::new(ready(id, tally)))
+}
+
+/// Runs `f` under loom with the preemption bound from `LOOM_MAX_PREEMPTIONS`
+/// (CI sets 2) or 2 by default, and a generous branch limit.
+pub fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.max_branches = builder.max_branches.max(100_000);
+    builder.check(f);
+}
+
+/// Lets a lease move to a loom thread (loom 0.7 has no scoped threads).
+///
+/// # Safety
+///
+/// The slot the lease borrows must outlive the returned lease: join the
+/// thread that receives it before the slot is dropped.
+pub unsafe fn detach(
+    lease: reload_core::Lease<'_, Witness>,
+) -> reload_core::Lease<'static, Witness> {
+    // SAFETY: only the lifetime changes; the caller keeps the slot alive.
+    unsafe {
+        std::mem::transmute::<reload_core::Lease<'_, Witness>, reload_core::Lease<'static, Witness>>(
+            lease,
+        )
+    }
+}
