@@ -229,9 +229,14 @@ impl<P: Hooks> Slot<P> {
     /// Returns the version that was current, `Draining`, or `None` if the
     /// slot was already closed.
     pub fn close(&self) -> Option<Plugin<P, Draining>> {
-        let mut writer = self.shared.writer.lock();
-        let old = cut_over(&self.shared.current, None).ok()?;
-        Some(self.track(&mut writer, old))
+        let closed = {
+            let mut writer = self.shared.writer.lock();
+            cut_over(&self.shared.current, None)
+                .ok()
+                .map(|old| self.track(&mut writer, old))
+        };
+        self.reap();
+        closed
     }
 
     /// Registers a version just cut over from as draining.
@@ -271,8 +276,9 @@ impl<P: Hooks> Slot<P> {
     }
 
     /// The current version and every version still draining, oldest first.
+    /// Only observes: orphans are finalized by [`Slot::reap`] and the calls
+    /// it names, not by looking.
     pub fn versions(&self) -> Vec<VersionInfo> {
-        self.reap();
         let writer = self.shared.writer.lock();
         let mut out: Vec<VersionInfo> = writer
             .draining
@@ -312,7 +318,8 @@ impl<P: Hooks> Slot<P> {
 
     /// Finalizes every orphaned version (one whose `Plugin<P, Draining>` was
     /// dropped unwaited) that has drained; returns how many. `replace`,
-    /// `close`, `versions` and dropping the slot also do this.
+    /// `reload`, `close` and dropping the slot also do this, and so does
+    /// dropping a handle whose version has already drained.
     pub fn reap(&self) -> usize {
         self.shared.reap(false)
     }
