@@ -184,21 +184,35 @@ pub fn run(ops: &[Op]) -> Result<Report, Violation> {
         })?;
     let slot = Slot::new(first);
     let result = thread::scope(|s| {
-        let mut h = Host::new(s, &slot, &ledger);
-        for (step, op) in ops.iter().enumerate() {
-            let at = |message| Violation {
-                step,
-                op: Some(*op),
+        let (pool, threads) = spawn_pool(s, &slot);
+        let mut h = Host::new(pool, &slot, &ledger);
+        let outcome = (|| {
+            for (step, op) in ops.iter().enumerate() {
+                let at = |message| Violation {
+                    step,
+                    op: Some(*op),
+                    message,
+                };
+                h.step(*op).map_err(at)?;
+                h.check().map_err(at)?;
+            }
+            Ok(())
+        })();
+        let finished = outcome.and_then(|()| {
+            h.finish().map_err(|message| Violation {
+                step: ops.len(),
+                op: None,
                 message,
-            };
-            h.step(*op).map_err(at)?;
-            h.check().map_err(at)?;
+            })
+        });
+        drop(h);
+        // Join, not just wait: `scope` returns once the closures return,
+        // while the threads may still be running their thread-local
+        // destructors (LeakSanitizer under the fuzzer sees those as leaks).
+        for t in threads {
+            let _ = t.join();
         }
-        h.finish().map_err(|message| Violation {
-            step: ops.len(),
-            op: None,
-            message,
-        })
+        finished
     });
     let report = result?;
     drop(slot);
@@ -365,37 +379,42 @@ struct Host<'s> {
     report: Report,
 }
 
-impl<'s> Host<'s> {
-    fn new<'scope>(
-        s: &'scope Scope<'scope, '_>,
-        slot: &'s Slot<Probe>,
-        ledger: &'s Arc<Ledger>,
-    ) -> Self
-    where
-        's: 'scope,
-    {
-        let pool = (0..POOL)
-            .map(|_| {
-                let (tx, rx): (Sender<Cmd<'s>>, Receiver<Cmd<'s>>) = channel();
-                s.spawn(move || {
-                    for cmd in rx {
-                        match cmd {
-                            Cmd::Enter(reply) => {
-                                let _ = reply.send(slot.enter());
+/// The pool threads: each takes and drops leases on command. Dropping the
+/// senders ends them.
+#[allow(clippy::type_complexity)]
+fn spawn_pool<'scope, 's: 'scope>(
+    s: &'scope Scope<'scope, '_>,
+    slot: &'s Slot<Probe>,
+) -> (
+    Vec<Sender<Cmd<'s>>>,
+    Vec<thread::ScopedJoinHandle<'scope, ()>>,
+) {
+    (0..POOL)
+        .map(|_| {
+            let (tx, rx): (Sender<Cmd<'s>>, Receiver<Cmd<'s>>) = channel();
+            let handle = s.spawn(move || {
+                for cmd in rx {
+                    match cmd {
+                        Cmd::Enter(reply) => {
+                            let _ = reply.send(slot.enter());
+                        }
+                        Cmd::Drop(lease, delay, ack) => {
+                            if let Some(d) = delay {
+                                thread::sleep(d);
                             }
-                            Cmd::Drop(lease, delay, ack) => {
-                                if let Some(d) = delay {
-                                    thread::sleep(d);
-                                }
-                                drop(lease);
-                                let _ = ack.send(());
-                            }
+                            drop(lease);
+                            let _ = ack.send(());
                         }
                     }
-                });
-                tx
-            })
-            .collect();
+                }
+            });
+            (tx, handle)
+        })
+        .unzip()
+}
+
+impl<'s> Host<'s> {
+    fn new(pool: Vec<Sender<Cmd<'s>>>, slot: &'s Slot<Probe>, ledger: &'s Arc<Ledger>) -> Self {
         let mut model = Reference::default();
         let _ = model.install(0, false);
         Host {
@@ -721,8 +740,9 @@ impl<'s> Host<'s> {
         Ok(())
     }
 
-    /// Releases every lease, waits every handle, and checks the totals.
-    fn finish(mut self) -> Result<Report, String> {
+    /// Releases every lease, waits every handle, checks the totals, and
+    /// ends the pool threads.
+    fn finish(&mut self) -> Result<Report, String> {
         while !self.leases.is_empty() {
             let done = self.drop_lease(0, 0, None)?;
             done.recv().map_err(|_| "pool thread gone")?;
@@ -739,6 +759,7 @@ impl<'s> Host<'s> {
         self.slot.reap();
         self.model.reap()?;
         self.check()?;
-        Ok(self.report)
+        self.pool.clear();
+        Ok(self.report.clone())
     }
 }

@@ -1,6 +1,6 @@
 //! proptest: random host operation sequences against the reference model,
 //! shrunk to a minimal sequence on failure. Failing cases are saved under
-//! `harness/proptest-regressions/` and replayed first on every run.
+//! `harness/tests/api_vs_model.proptest-regressions` and replayed first on every run.
 
 use proptest::prelude::*;
 

@@ -26,6 +26,7 @@ impl AtomicPhase {
     }
 
     /// The current phase.
+    #[inline]
     pub fn load(&self) -> Phase {
         // Acquire: pairs with the AcqRel of `transition`, see the type docs.
         let byte = self.0.load(Ordering::Acquire);

@@ -131,6 +131,7 @@ impl Phase {
     }
 
     /// The phase stored as `byte`, or an error for a byte that names none.
+    #[inline]
     pub const fn from_u8(byte: u8) -> Result<Phase, InvalidPhase> {
         if (byte as usize) < Phase::ALL.len() {
             Ok(Phase::ALL[byte as usize])

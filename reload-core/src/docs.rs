@@ -10,6 +10,9 @@ pub mod drain {}
 #[doc = include_str!("../../docs/verification.md")]
 pub mod verification {}
 
+#[doc = include_str!("../../docs/performance.md")]
+pub mod performance {}
+
 #[doc = include_str!("../../docs/lifecycle.md")]
 pub mod lifecycle {}
 
