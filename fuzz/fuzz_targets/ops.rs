@@ -12,12 +12,7 @@ fuzz_target!(
         // let them unwind, and abort on anything else.
         let abort_on_panic = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| info.payload().downcast_ref::<&str>().copied());
-            if !msg.is_some_and(|m| m.starts_with("probe ") || m.starts_with("harness:")) {
+            if !harness::is_expected_panic(info) {
                 abort_on_panic(info);
             }
         }));

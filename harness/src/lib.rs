@@ -131,6 +131,18 @@ pub fn decode_op(chunk: &[u8; OP_BYTES]) -> Op {
     Op::arbitrary(&mut u).unwrap_or(Op::Reap)
 }
 
+/// Whether a panic is one the harness causes on purpose (a misbehaving
+/// probe, a panicking call) and the slot contains. Test and fuzz panic hooks
+/// stay quiet (or, under libFuzzer, let it unwind) for these, and only these.
+pub fn is_expected_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    let payload = info.payload();
+    let msg = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied());
+    msg.is_some_and(|m| m.starts_with("probe ") || m.starts_with("harness:"))
+}
+
 /// The real system disagreed with the reference model, or broke the contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {

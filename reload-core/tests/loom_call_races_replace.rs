@@ -4,17 +4,14 @@
 #![cfg(loom)]
 
 mod loom_support;
-use loom_support::{model, ready, slot, Tally};
+use loom_support::{model, ready, slot, spawn_caller, Tally};
 
 #[test]
 fn a_call_racing_a_replace_never_runs_on_a_finalized_version() {
     model(|| {
         let tally = Tally::new();
         let slot = slot(1, &tally);
-        let caller = {
-            let slot = slot.clone();
-            loom::thread::spawn(move || slot.enter().map(|lease| lease.call()))
-        };
+        let caller = spawn_caller(&slot);
         // Nothing between the replace and the wait: an `enter` there would
         // execute SeqCst fences of its own and mask a missing one in the drain.
         let old = slot.replace(ready(2, &tally)).expect("open");

@@ -4,17 +4,14 @@
 #![cfg(loom)]
 
 mod loom_support;
-use loom_support::{model, ready, slot, Tally};
+use loom_support::{model, ready, slot, spawn_caller, Tally};
 
 #[test]
 fn shutdown_and_drop_exactly_once_on_every_path() {
     model(|| {
         let tally = Tally::new();
         let slot = slot(1, &tally);
-        let caller = {
-            let slot = slot.clone();
-            loom::thread::spawn(move || slot.enter().map(|lease| lease.call()))
-        };
+        let caller = spawn_caller(&slot);
         // v1: orphaned (its handle dropped, maybe while the call holds it).
         drop(slot.replace(ready(2, &tally)).expect("open"));
         // v2: waited on.

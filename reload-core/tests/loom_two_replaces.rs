@@ -4,17 +4,14 @@
 #![cfg(loom)]
 
 mod loom_support;
-use loom_support::{model, ready, slot, Tally};
+use loom_support::{model, ready, slot, spawn_caller, Tally};
 
 #[test]
 fn two_replaces_with_the_first_still_draining() {
     model(|| {
         let tally = Tally::new();
         let slot = slot(1, &tally);
-        let caller = {
-            let slot = slot.clone();
-            loom::thread::spawn(move || slot.enter().map(|lease| lease.call()))
-        };
+        let caller = spawn_caller(&slot);
         let first = slot.replace(ready(2, &tally)).expect("open");
         let second = slot.replace(ready(3, &tally)).expect("open");
         assert_eq!(slot.generation(), Some(3));

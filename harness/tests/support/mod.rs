@@ -8,12 +8,7 @@ pub fn quiet_expected_panics() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| info.payload().downcast_ref::<&str>().copied());
-            if !msg.is_some_and(|m| m.starts_with("probe ") || m.starts_with("harness:")) {
+            if !harness::is_expected_panic(info) {
                 default(info);
             }
         }));

@@ -99,6 +99,15 @@ pub fn slot(id: u64, tally: &Arc<Tally>) -> Arc<Slot<Witness>> {
     Arc::new(Slot::new(ready(id, tally)))
 }
 
+/// A thread that makes one call through `slot` (racing whatever the test
+/// does next) and returns the version that served it.
+pub fn spawn_caller(
+    slot: &Arc<Slot<Witness>>,
+) -> loom::thread::JoinHandle<Result<u64, reload_core::SlotClosed>> {
+    let slot = Arc::clone(slot);
+    loom::thread::spawn(move || slot.enter().map(|lease| lease.call()))
+}
+
 /// Runs `f` under loom with the preemption bound from `LOOM_MAX_PREEMPTIONS`
 /// (CI sets 2) or 2 by default, and a generous branch limit.
 pub fn model<F: Fn() + Sync + Send + 'static>(f: F) {
