@@ -1,7 +1,8 @@
 //! The drain and the reload.
 //!
 //! - Drain detection: from the release of the last lease to the waiting
-//!   drain returning, ours (parked, woken by that release) against a
+//!   drain returning (`wait_drained`, which does not finalize), ours
+//!   (parked, woken by that release) against a
 //!   sleep-poll of a counter every 100 us and every 10 ms, and against a
 //!   bare `thread::unpark` handoff between the same two threads (the floor
 //!   for any parked waiter).
@@ -79,19 +80,27 @@ fn drain_detection(c: &mut Criterion) {
             // One lease per iteration, taken before the replace and released
             // by the other thread; the waiter is `Plugin::wait`.
             let pending: std::sync::Mutex<Option<Lease<'_, Val>>> = std::sync::Mutex::new(None);
-            let draining = std::sync::Mutex::new(None);
+            let draining: std::sync::Mutex<
+                Option<reload_core::Plugin<Val, reload_core::Draining>>,
+            > = std::sync::Mutex::new(None);
             let state = (&slot, &pending, &draining);
             handoffs(
                 iters,
                 &state,
                 |(slot, pending, draining)| {
+                    if let Some(drained) = draining.lock().expect("lock").take() {
+                        black_box(drained.try_finalize().is_ok());
+                    }
                     let lease = slot.enter().expect("open");
                     *pending.lock().expect("lock") = Some(lease);
                     *draining.lock().expect("lock") = Some(slot.replace(ready(1)).expect("open"));
                 },
                 |(_, _, draining)| {
-                    let old = draining.lock().expect("lock").take().expect("armed");
-                    black_box(old.wait().is_ok());
+                    // Timed: the drain noticing. Finalizing (shutdown, retire)
+                    // is not, it happens at the next arm; `reload` measures it.
+                    let guard = draining.lock().expect("lock");
+                    let old = guard.as_ref().expect("armed");
+                    black_box(old.wait_drained(None));
                 },
                 |(_, pending, _)| drop(pending.lock().expect("lock").take()),
             )

@@ -150,6 +150,20 @@ impl<P: Hooks> Plugin<P, Draining> {
         self.body.since.elapsed()
     }
 
+    /// Parks until every lease on this version has been given back (woken
+    /// by the last release, not by polling) or `deadline` passes, without
+    /// finalizing: returns whether it drained. The version stays `Draining`
+    /// and this handle stays the host's, for example to do work that must
+    /// follow the last call but precede `shutdown`. Once it returns `true`,
+    /// [`wait`](Self::wait) and [`try_finalize`](Self::try_finalize) finish
+    /// without parking.
+    ///
+    /// As for `wait`, do not call this while holding a lease on the same
+    /// version on this thread.
+    pub fn wait_drained(&self, deadline: Option<Instant>) -> bool {
+        self.body.version().wait_drained(deadline)
+    }
+
     /// Waits, parked, until the last lease is given back (woken by that
     /// release, not by polling), then runs `shutdown` once and hands back
     /// the plugin, `Removed`.

@@ -437,3 +437,28 @@ fn leases_and_draining_handles_cross_threads() {
     send::<Slot<Probe>>();
     sync::<Slot<Probe>>();
 }
+
+#[test]
+fn wait_drained_parks_until_drained_without_finalizing() {
+    let ledger = Ledger::new();
+    let slot = Slot::new(ready(1, &ledger));
+    let lease = slot.enter().expect("open");
+    let old = slot.replace(ready(2, &ledger)).expect("replace");
+    // A deadline that has passed: not drained, nothing finalized.
+    assert!(!old.wait_drained(Some(std::time::Instant::now())));
+    thread::scope(|s| {
+        s.spawn(move || {
+            thread::sleep(Duration::from_millis(10));
+            drop(lease);
+        });
+        assert!(old.wait_drained(None));
+    });
+    // Drained, still Draining and still ours: shutdown has not run.
+    assert_eq!(old.phase(), Phase::Draining);
+    assert!(ledger.records().get(&1).is_none_or(|r| r.shutdowns == 0));
+    let removed = old
+        .try_finalize()
+        .expect("drained, so it finalizes at once");
+    assert_eq!(removed.report().generation, 1);
+    assert_eq!(ledger.records()[&1].shutdowns, 1);
+}

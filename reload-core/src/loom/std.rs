@@ -1,19 +1,20 @@
 //! The primitives a normal build uses.
 
-use std::cell::Cell;
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use crossbeam_epoch::{Collector, Guard, LocalHandle};
 
 pub(crate) use parking_lot::Mutex;
+use std::sync::atomic::AtomicU32;
 pub(crate) use std::sync::atomic::{fence, AtomicUsize, Ordering};
 pub(crate) use std::thread::{current as current_thread, park, Thread};
 
 use super::Parked;
 
-/// In-flight counters per version. Threads map onto shards round-robin; a
-/// lease remembers its shard, so sharing one is correct, only slower.
+/// In-flight counters per version. Each live thread claims a free shard
+/// (see [`Shard`]); a lease remembers its shard, so sharing one is correct,
+/// only slower.
 pub(crate) const SHARDS: usize = 16;
 
 /// The collector that reclaims every slot's retired versions. It is ours
@@ -27,7 +28,7 @@ fn collector() -> &'static Collector {
 
 std::thread_local! {
     static HANDLE: LocalHandle = collector().register();
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    static SHARD: Shard = Shard::claim();
 }
 
 /// Pins the current thread in our collector.
@@ -44,15 +45,62 @@ pub(crate) fn pin() -> Guard {
 #[inline]
 pub(crate) fn shard_index() -> usize {
     SHARD
-        .try_with(|cell| {
-            let mut shard = cell.get();
-            if shard == usize::MAX {
-                shard = next_shard();
-                cell.set(shard);
-            }
-            shard
-        })
+        .try_with(|shard| shard.index)
         .unwrap_or_else(|_| next_shard())
+}
+
+/// Shards held by live threads, one bit each.
+static CLAIMED: AtomicU32 = AtomicU32::new(0);
+const _: () = assert!(SHARDS <= 32, "CLAIMED has one bit per shard");
+
+/// A thread's shard: a free one, claimed at the thread's first call and
+/// given back when it exits, so that up to `SHARDS` live threads never share
+/// a counter's cache line (round-robin assignment collides as soon as
+/// threads come and go). Past `SHARDS` live threads, shards are shared
+/// round-robin. A lease records its shard, so which thread holds a shard
+/// never matters for correctness, only for contention.
+struct Shard {
+    index: usize,
+    claimed: bool,
+}
+
+impl Shard {
+    fn claim() -> Shard {
+        // Relaxed: the bitmap only spreads threads over shards; nothing else
+        // is published through it.
+        let mut used = CLAIMED.load(Ordering::Relaxed);
+        loop {
+            let free = (!used).trailing_zeros() as usize;
+            if free >= SHARDS {
+                return Shard {
+                    index: next_shard(),
+                    claimed: false,
+                };
+            }
+            match CLAIMED.compare_exchange_weak(
+                used,
+                used | (1 << free),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Shard {
+                        index: free,
+                        claimed: true,
+                    }
+                }
+                Err(now) => used = now,
+            }
+        }
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        if self.claimed {
+            CLAIMED.fetch_and(!(1 << self.index), Ordering::Relaxed);
+        }
+    }
 }
 
 fn next_shard() -> usize {
@@ -80,5 +128,35 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> Parked {
                 Parked::Early
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+
+    #[test]
+    fn live_threads_get_distinct_shards_and_exited_ones_give_theirs_back() {
+        let both_alive = Barrier::new(2);
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                let shard = shard_index();
+                both_alive.wait();
+                shard
+            });
+            let b = s.spawn(|| {
+                let shard = shard_index();
+                both_alive.wait();
+                shard
+            });
+            (a.join().unwrap_or(usize::MAX), b.join().unwrap_or(usize::MAX))
+        });
+        assert_ne!(a, b, "two live threads shared a shard");
+        assert!(a < SHARDS && b < SHARDS);
+        // Both have exited (joined), so a new thread finds a free shard
+        // rather than falling back to round-robin.
+        let claimed = std::thread::spawn(|| SHARD.with(|s| s.claimed)).join();
+        assert_eq!(claimed.ok(), Some(true));
     }
 }
