@@ -150,7 +150,10 @@ mod tests {
                 both_alive.wait();
                 shard
             });
-            (a.join().unwrap_or(usize::MAX), b.join().unwrap_or(usize::MAX))
+            (
+                a.join().unwrap_or(usize::MAX),
+                b.join().unwrap_or(usize::MAX),
+            )
         });
         assert_ne!(a, b, "two live threads shared a shard");
         assert!(a < SHARDS && b < SHARDS);
