@@ -9,7 +9,6 @@
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -51,11 +50,7 @@ fn call_path(c: &mut Criterion) {
     let swap = ArcSwap::from_pointee(Val { value: 7 });
     let plain = Val { value: 7 };
 
-    let mut group = c.benchmark_group("call");
-    group
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(40);
+    let mut group = common::group(c, "call", 2, 40);
     for threads in [1usize, 2, 4] {
         let mut bench = |name: &str, op: &(dyn Fn() + Sync)| {
             group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &t| {
@@ -88,11 +83,7 @@ fn call_path(c: &mut Criterion) {
 }
 
 fn call_while_draining(c: &mut Criterion) {
-    let mut group = c.benchmark_group("call_with_draining_versions");
-    group
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(40);
+    let mut group = common::group(c, "call_with_draining_versions", 2, 40);
     for draining in [0usize, 1, 4] {
         let slot = Slot::new(ready(0));
         // Hold a lease on each old version so it stays draining.

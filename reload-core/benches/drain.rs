@@ -68,11 +68,7 @@ fn handoffs<S: Sync>(
 }
 
 fn drain_detection(c: &mut Criterion) {
-    let mut group = c.benchmark_group("drain_detection");
-    group
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(20);
+    let mut group = common::group(c, "drain_detection", 3, 20);
 
     group.bench_function("ours_parked", |b| {
         b.iter_custom(|iters| {
@@ -213,11 +209,7 @@ fn throughput(iters: u64, reload_every: Option<Duration>) -> Duration {
 }
 
 fn reload_throughput(c: &mut Criterion) {
-    let mut group = c.benchmark_group("throughput_2_callers");
-    group
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(20);
+    let mut group = common::group(c, "throughput_2_callers", 3, 20);
     group.bench_function("no_reloads", |b| {
         b.iter_custom(|iters| throughput(iters, None))
     });

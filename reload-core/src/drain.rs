@@ -39,7 +39,7 @@ use crossbeam_utils::CachePadded;
 use lifecycle::{AtomicPhase, Phase};
 
 use crate::loom::{
-    current_thread, fence, park_until, pin, shard_index, AtomicUsize, Mutex, Ordering, Parked,
+    current_thread, fence, park_until, pin, pin_with_shard, AtomicUsize, Mutex, Ordering, Parked,
     Thread, SHARDS,
 };
 
@@ -249,10 +249,9 @@ impl<P> Version<P> {
 /// a reload is in progress: a cutover only makes it retry on the new version.
 #[inline]
 pub(crate) fn acquire<P>(current: &Atomic<Version<P>>) -> Option<Hold<P>> {
-    let shard = shard_index();
     // The pin keeps the version we load from being freed between the load
     // and the increment; it is dropped before the lease is returned.
-    let guard = pin();
+    let (guard, shard) = pin_with_shard();
     // Acquire: pairs with the Release of the swap that published the
     // version, so its fields are initialised when we read them.
     let mut seen = current.load(Ordering::Acquire, &guard);

@@ -7,6 +7,8 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 use reload_core::{Hooks, Initialized, Plugin};
 
 /// The plugin: one field, read by every call.
@@ -53,4 +55,20 @@ pub fn contended<F: Fn() + Sync>(threads: usize, iters: u64, op: &F) -> Duration
         stop.store(true, Ordering::Relaxed);
         elapsed
     })
+}
+
+/// A benchmark group with the settings every group here uses: half a second
+/// of warm-up, `seconds` of measurement, `samples` samples.
+pub fn group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+    seconds: u64,
+    samples: usize,
+) -> BenchmarkGroup<'c, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(seconds))
+        .sample_size(samples);
+    group
 }

@@ -39,19 +39,29 @@ fn collector() -> &'static Collector {
     &COLLECTOR
 }
 
+/// As in `std.rs`: one thread-local for the collector handle and the shard.
+struct ThreadState {
+    handle: LocalHandle,
+    shard: usize,
+}
+
 loom::thread_local! {
-    static HANDLE: LocalHandle = collector().register();
-    static SHARD: usize = next_shard();
+    static THREAD: ThreadState = ThreadState {
+        handle: collector().register(),
+        shard: next_shard(),
+    };
 }
 
 pub(crate) fn pin() -> Guard {
-    HANDLE
-        .try_with(LocalHandle::pin)
+    THREAD
+        .try_with(|t| t.handle.pin())
         .unwrap_or_else(|_| collector().register().pin())
 }
 
-pub(crate) fn shard_index() -> usize {
-    SHARD.try_with(|s| *s).unwrap_or(0)
+pub(crate) fn pin_with_shard() -> (Guard, usize) {
+    THREAD
+        .try_with(|t| (t.handle.pin(), t.shard))
+        .unwrap_or_else(|_| (collector().register().pin(), 0))
 }
 
 fn next_shard() -> usize {

@@ -1,5 +1,6 @@
 //! The primitives a normal build uses.
 
+use std::cell::OnceCell;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -26,9 +27,20 @@ fn collector() -> &'static Collector {
     COLLECTOR.get_or_init(Collector::new)
 }
 
+/// What this crate keeps per thread, in one thread-local so that `enter`
+/// looks it up once: the thread's registration in our collector, and its
+/// in-flight shard, claimed at its first `enter` (a thread that only
+/// releases leases never takes one).
+struct ThreadState {
+    handle: LocalHandle,
+    shard: OnceCell<Shard>,
+}
+
 std::thread_local! {
-    static HANDLE: LocalHandle = collector().register();
-    static SHARD: Shard = Shard::claim();
+    static THREAD: ThreadState = ThreadState {
+        handle: collector().register(),
+        shard: OnceCell::new(),
+    };
 }
 
 /// Pins the current thread in our collector.
@@ -36,17 +48,18 @@ std::thread_local! {
 pub(crate) fn pin() -> Guard {
     // During thread teardown the thread-local may be gone already; a
     // temporary registration is slower but correct (crossbeam does the same).
-    HANDLE
-        .try_with(LocalHandle::pin)
+    THREAD
+        .try_with(|t| t.handle.pin())
         .unwrap_or_else(|_| collector().register().pin())
 }
 
-/// This thread's in-flight shard.
+/// Pins the current thread and returns its in-flight shard, with one
+/// thread-local lookup (this is `enter`'s first step).
 #[inline]
-pub(crate) fn shard_index() -> usize {
-    SHARD
-        .try_with(|shard| shard.index)
-        .unwrap_or_else(|_| next_shard())
+pub(crate) fn pin_with_shard() -> (Guard, usize) {
+    THREAD
+        .try_with(|t| (t.handle.pin(), t.shard.get_or_init(Shard::claim).index))
+        .unwrap_or_else(|_| (collector().register().pin(), next_shard()))
 }
 
 /// Shards held by live threads, one bit each.
@@ -141,12 +154,12 @@ mod tests {
         let both_alive = Barrier::new(2);
         let (a, b) = std::thread::scope(|s| {
             let a = s.spawn(|| {
-                let shard = shard_index();
+                let (_guard, shard) = pin_with_shard();
                 both_alive.wait();
                 shard
             });
             let b = s.spawn(|| {
-                let shard = shard_index();
+                let (_guard, shard) = pin_with_shard();
                 both_alive.wait();
                 shard
             });
@@ -159,7 +172,11 @@ mod tests {
         assert!(a < SHARDS && b < SHARDS);
         // Both have exited (joined), so a new thread finds a free shard
         // rather than falling back to round-robin.
-        let claimed = std::thread::spawn(|| SHARD.with(|s| s.claimed)).join();
+        let claimed = std::thread::spawn(|| {
+            let (_guard, _) = pin_with_shard();
+            THREAD.with(|t| t.shard.get().is_some_and(|s| s.claimed))
+        })
+        .join();
         assert_eq!(claimed.ok(), Some(true));
     }
 }
