@@ -4,3 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== live reload demo"
 cargo run --release -p reload-core --example live_reload
+echo "== stateful reload demo"
+cargo run --release -p reload-core --example stateful_reload

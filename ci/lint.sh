@@ -7,6 +7,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo clippy -p reload-core --all-features (the tracing feature)"
+cargo clippy -p reload-core --all-targets --all-features -- -D warnings
 echo "== cargo doc -D warnings"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 echo "== cargo clippy on the loom tests (--cfg loom)"

@@ -58,11 +58,13 @@ mutate $'        fence(Ordering::SeqCst);\n        self.in_flight() == 0' \
        $'        fence(Ordering::AcqRel);\n        self.in_flight() == 0'
 run "drain-fence-acqrel" loom_call_races_replace
 
-mutate $'        version.inflight[shard].fetch_sub(1, Ordering::Release);\n        // SeqCst fence: the caller\'s half of pair B, between the decrement\n        // and the phase load.\n        fence(Ordering::SeqCst);\n        if version.phase.load() != Phase::Active {\n            version.wake_if_drained();\n        }' \
-       $'        fence(Ordering::SeqCst);\n        if version.phase.load() != Phase::Active {\n            version.wake_if_drained();\n        }\n        version.inflight[shard].fetch_sub(1, Ordering::Release);'
+mutate $'        version.inflight[shard].fetch_sub(1, Ordering::Release);\n        // SeqCst fence: the caller\'s half of pair B, between the decrement\n        // and the loads of the phase and the gate flag.\n        fence(Ordering::SeqCst);' \
+       $'        fence(Ordering::SeqCst);' \
+       $'            version.wake_if_drained();\n        }' \
+       $'            version.wake_if_drained();\n        }\n        version.inflight[shard].fetch_sub(1, Ordering::Release);'
 run "wake-check-before-decrement" loom_release_wakes_drain
 
-mutate $'        // SeqCst fence: the caller\'s half of pair B, between the decrement\n        // and the phase load.\n        fence(Ordering::SeqCst);' \
+mutate $'        // SeqCst fence: the caller\'s half of pair B, between the decrement\n        // and the loads of the phase and the gate flag.\n        fence(Ordering::SeqCst);' \
        '        fence(Ordering::AcqRel);'
 run "release-fence-acqrel" loom_lease_dropped_elsewhere
 
@@ -78,6 +80,16 @@ mutate $'        if self.in_flight() != 0 {\n            return;\n        }' \
        $'            expired = park_until(deadline) == Parked::Expired;' \
        $'            expired = park_until(deadline) == Parked::Expired;\n            if !expired {\n                self.waiter.lock().thread = None;\n                return true;\n            }'
 run "wake-at-any-count-waiter-trusts-it" loom_release_wakes_drain
+
+# The gate of quiesced reloads (Q1-Q2 with pairs A and B).
+mutate $'        if seen.tag() == GATED {\n            return Acquired::Gated;\n        }' ''
+run "enter-ignores-the-gate" loom_quiesce
+
+mutate ' || version.gated.load(Ordering::Relaxed)' ''
+run "release-ignores-the-gate" loom_quiesce
+
+mutate $'    version.gated.store(true, Ordering::Relaxed);' ''
+run "gate-closed-without-flag" loom_quiesce
 
 echo "$failures mutant(s) survived"
 exit $((failures > 0))

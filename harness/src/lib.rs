@@ -21,6 +21,8 @@
 //! assert_eq!(report.versions, 2);
 //! ```
 
+pub mod stateful;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::mpsc::{channel, Receiver, Sender};

@@ -7,6 +7,9 @@
 #[doc = include_str!("../../docs/drain.md")]
 pub mod drain {}
 
+#[doc = include_str!("../../docs/stateful.md")]
+pub mod stateful {}
+
 #[doc = include_str!("../../docs/verification.md")]
 pub mod verification {}
 

@@ -19,14 +19,28 @@
 //!
 //! | pair | caller side (enter / release) | reloader side (cut over / drain) |
 //! |---|---|---|
-//! | A: no lease slips past the drain | increment shard; fence; re-load `current` | swap `current`; fence; sum shards |
-//! | B: no lost wake-up | decrement shard; fence; load phase | phase `Active -> Draining`; fence; sum shards |
+//! | A: no lease slips past the drain | increment shard; fence; re-load `current` | swap `current` (or tag it: gate); fence; sum shards |
+//! | B: no lost wake-up | decrement shard; fence; load phase and `gated` | phase `Active -> Draining` (or set `gated`); fence; sum shards |
 //!
 //! A: if the caller's re-load still sees the old version, the reloader's sum
 //! sees the increment, so the drain waits for that lease; otherwise the
 //! caller undoes and retries on the new version. B: if the releaser does not
 //! see `Draining`, the drain's sum sees the decrement; otherwise the
 //! releaser checks the sum itself and wakes the drain when it is zero.
+//!
+//! # The gate (quiesced reloads)
+//!
+//! A quiesced reload must drain the old version *while it is still the
+//! current one* (it stays `Active`; the lifecycle has no other edge), so
+//! that its state can be saved with no call running and none starting.
+//! [`close_gate`] does that with the same two pairs and no new fence: it
+//! sets the version's `gated` flag (the write of pair B, which the release
+//! reads next to the phase) and tags the `current` pointer (the write of
+//! pair A: a caller's re-load sees a different word, undoes and retries, and
+//! a caller whose first load sees the tag does not increment at all). The
+//! tag costs `enter` nothing: it already compares the whole word. Opening
+//! the gate is [`open_gate`] (roll back) or a cut-over to the new version,
+//! whose pointer is untagged.
 
 use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
@@ -39,8 +53,8 @@ use crossbeam_utils::CachePadded;
 use lifecycle::{AtomicPhase, Phase};
 
 use crate::loom::{
-    current_thread, fence, park_until, pin, pin_with_shard, AtomicUsize, Mutex, Ordering, Parked,
-    Thread, SHARDS,
+    current_thread, fence, park_until, pin, pin_with_shard, AtomicBool, AtomicUsize, Mutex,
+    Ordering, Parked, Thread, SHARDS,
 };
 
 /// One version of a plugin as the slot holds it: the value, its phase, its
@@ -53,6 +67,9 @@ pub(crate) struct Version<P> {
     inflight: [CachePadded<AtomicUsize>; SHARDS],
     /// Doubles as the "is anyone draining me" flag of pair B.
     pub(crate) phase: AtomicPhase,
+    /// Set while a quiesced reload waits for this version to drain with
+    /// its gate closed; read by release as the other half of pair B.
+    gated: AtomicBool,
     /// Whoever waits for the drain: a parked thread or an async task.
     waiter: Mutex<Waiter>,
     /// The generation this version has in its slot (1 for the first).
@@ -94,6 +111,7 @@ impl<P> Version<P> {
         Version {
             inflight: std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
             phase,
+            gated: AtomicBool::new(false),
             waiter: Mutex::new(Waiter::default()),
             generation,
             plugin: UnsafeCell::new(ManuallyDrop::new(plugin)),
@@ -171,9 +189,10 @@ impl<P> Version<P> {
         // that observes the decrement (see `in_flight`).
         version.inflight[shard].fetch_sub(1, Ordering::Release);
         // SeqCst fence: the caller's half of pair B, between the decrement
-        // and the phase load.
+        // and the loads of the phase and the gate flag.
         fence(Ordering::SeqCst);
-        if version.phase.load() != Phase::Active {
+        // Relaxed (`gated`): ordered by the fences of pair B.
+        if version.phase.load() != Phase::Active || version.gated.load(Ordering::Relaxed) {
             version.wake_if_drained();
         }
     }
@@ -244,11 +263,26 @@ impl<P> Version<P> {
     }
 }
 
-/// Takes a lease on the current version of `current`, or `None` if the
-/// slot is closed (`current` is null). Never blocks, and never fails because
-/// a reload is in progress: a cutover only makes it retry on the new version.
+/// The tag on `current` that says its version's gate is closed.
+const GATED: usize = 1;
+
+/// What [`acquire`] found.
+pub(crate) enum Acquired<P> {
+    /// A lease on the current version.
+    Held(Hold<P>),
+    /// The current version's gate is closed (a quiesced reload is running);
+    /// nothing was taken. Wait for the gate and try again.
+    Gated,
+    /// The slot is closed.
+    Closed,
+}
+
+/// Takes a lease on the current version of `current`. Never blocks, and
+/// never fails because a reload is in progress: a cutover only makes it
+/// retry on the new version. Only a closed gate (a quiesced reload) or a
+/// closed slot makes it come back empty-handed.
 #[inline]
-pub(crate) fn acquire<P>(current: &Atomic<Version<P>>) -> Option<Hold<P>> {
+pub(crate) fn acquire<P>(current: &Atomic<Version<P>>) -> Acquired<P> {
     // The pin keeps the version we load from being freed between the load
     // and the increment; it is dropped before the lease is returned.
     let (guard, shard) = pin_with_shard();
@@ -256,23 +290,30 @@ pub(crate) fn acquire<P>(current: &Atomic<Version<P>>) -> Option<Hold<P>> {
     // version, so its fields are initialised when we read them.
     let mut seen = current.load(Ordering::Acquire, &guard);
     loop {
+        if seen.tag() == GATED {
+            return Acquired::Gated;
+        }
         // SAFETY: a non-null pointer loaded from `current` while pinned stays
         // valid until the guard is dropped (`retire` defers the free).
-        let version = unsafe { seen.as_ref() }?;
+        let Some(version) = (unsafe { seen.as_ref() }) else {
+            return Acquired::Closed;
+        };
         // Relaxed: ordering comes from the fence below (pair A).
         version.inflight[shard].fetch_add(1, Ordering::Relaxed);
         // SeqCst fence: the caller's half of pair A, between the increment
         // and the re-load of `current`.
         fence(Ordering::SeqCst);
         let now = current.load(Ordering::Acquire, &guard);
+        // Compares the whole word, tag included: a gate closed since our
+        // first load counts as a change.
         if now == seen {
             // The drain that will follow any later swap sees our increment.
-            return Some(Hold {
+            return Acquired::Held(Hold {
                 version: NonNull::from(version),
                 shard,
             });
         }
-        // A cutover raced us. Undo (this may be the decrement a drain is
+        // A cutover (or a closing gate) raced us. Undo (this may be the decrement a drain is
         // waiting for, so it goes through the full release) and retry on the
         // new version. Pointer equality is not fooled by reuse: `seen` cannot
         // be freed and reallocated while we are pinned.
@@ -313,6 +354,44 @@ pub(crate) fn cut_over<P>(
     let drained = old.phase.transition(Phase::Active, Phase::Draining);
     debug_assert_eq!(drained, Ok(()));
     Ok(NonNull::from(old))
+}
+
+/// Closes the gate of the current version (Q1-Q2 in `docs/drain.md`): from
+/// now on [`acquire`] does not lease it, and its last release wakes a
+/// [`Version::wait_drained`]. The version stays `Active`. Returns it, or
+/// `None` if the slot is closed. The caller serialises this with cut-overs
+/// (the slot's writer lock), and then waits for the drain, whose first
+/// `is_drained` supplies the SeqCst fence of both pairs.
+pub(crate) fn close_gate<P>(current: &Atomic<Version<P>>) -> Option<NonNull<Version<P>>> {
+    let guard = pin();
+    // Acquire: as in `acquire`; writers are serialised, so this is stable.
+    let seen = current.load(Ordering::Acquire, &guard);
+    // SAFETY: loaded while pinned; a current version is live.
+    let version = unsafe { seen.as_ref() }?;
+    debug_assert_eq!(seen.tag(), 0, "a gate is closed by one reload at a time");
+    // Q1, the write of pair B. Relaxed: ordered by the fence in `is_drained`.
+    version.gated.store(true, Ordering::Relaxed);
+    // Q2, the write of pair A. Release, as for a swap (nothing new is
+    // published; the fence that matters follows in `is_drained`).
+    current.store(seen.with_tag(GATED), Ordering::Release);
+    Some(NonNull::from(version))
+}
+
+/// Opens the gate [`close_gate`] closed, leaving the same version current
+/// and `Active` (a quiesced reload rolling back). Callers waiting at the
+/// gate are told by the slot, which holds the list of them.
+pub(crate) fn open_gate<P>(current: &Atomic<Version<P>>) {
+    let guard = pin();
+    let seen = current.load(Ordering::Acquire, &guard);
+    // SAFETY: loaded while pinned; the gated version is still current (cut-
+    // overs are serialised with us), so live.
+    if let Some(version) = unsafe { seen.as_ref() } {
+        // Release: callers that see the untagged word lease as before.
+        current.store(seen.with_tag(0), Ordering::Release);
+        // Relaxed: a stale `true` seen by a release costs one spurious
+        // `wake_if_drained`, which finds no waiter or one that re-checks.
+        version.gated.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Frees a finalized version's shell once no pinned thread can still be

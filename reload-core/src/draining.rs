@@ -14,6 +14,7 @@ use lifecycle::Phase;
 
 use crate::drain::{retire, Version};
 use crate::error::{DrainError, FinalizeError};
+use crate::events::Event;
 use crate::hooks::{run_hook, Hook, HookFailure};
 use crate::plugin::{RemovalReport, RemovedBody};
 use crate::slot::Shared;
@@ -126,6 +127,16 @@ pub(crate) unsafe fn finalize<P: Hooks>(
         drain_time,
         shutdown_ok: failure.is_none(),
     };
+    shared.emit(&Event::Drained {
+        plugin: &shared.name,
+        generation,
+        after: drain_time,
+    });
+    shared.emit(&Event::Removed {
+        plugin: &shared.name,
+        generation,
+        shutdown_ok: report.shutdown_ok,
+    });
     (plugin, report, failure)
 }
 

@@ -12,6 +12,36 @@ use crate::{Hooks, Plugin};
 #[error("the plugin slot is closed")]
 pub struct SlotClosed;
 
+/// [`Slot::try_enter`](crate::Slot::try_enter) or
+/// [`Slot::enter_deadline`](crate::Slot::enter_deadline) got no lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TryEnterError {
+    /// The slot is closed.
+    #[error("the plugin slot is closed")]
+    Closed,
+    /// A quiesced reload holds new calls at the gate (try again, or use
+    /// [`Slot::enter`](crate::Slot::enter), which waits).
+    #[error("the plugin slot is quiescing for a reload")]
+    Quiescing,
+}
+
+impl From<SlotClosed> for TryEnterError {
+    fn from(_: SlotClosed) -> Self {
+        TryEnterError::Closed
+    }
+}
+
+/// [`Slot::snapshot`](crate::Slot::snapshot) could not save the state.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The slot is closed.
+    #[error(transparent)]
+    Closed(#[from] SlotClosed),
+    /// `save` failed or panicked.
+    #[error(transparent)]
+    Save(#[from] HookFailure),
+}
+
 /// A call through [`Slot::call`](crate::Slot::call) did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -37,13 +67,18 @@ pub enum ReplaceError<P: Hooks> {
     },
     /// The slot is closed.
     Closed(Plugin<P, Initialized>),
+    /// A prepared reload holds the slot's turn
+    /// ([`Slot::prepare`](crate::Slot::prepare)); commit or abort it first.
+    InProgress(Plugin<P, Initialized>),
 }
 
 impl<P: Hooks> ReplaceError<P> {
     /// The version that was refused.
     pub fn into_inner(self) -> Plugin<P, Initialized> {
         match self {
-            ReplaceError::WrongPlugin { plugin, .. } | ReplaceError::Closed(plugin) => plugin,
+            ReplaceError::WrongPlugin { plugin, .. }
+            | ReplaceError::Closed(plugin)
+            | ReplaceError::InProgress(plugin) => plugin,
         }
     }
 }
@@ -58,6 +93,9 @@ impl<P: Hooks> fmt::Display for ReplaceError<P> {
                 "cannot replace plugin `{expected}` with a version of `{found}`"
             ),
             ReplaceError::Closed(_) => f.write_str("cannot replace: the plugin slot is closed"),
+            ReplaceError::InProgress(_) => {
+                f.write_str("cannot replace: a prepared reload holds the slot's turn")
+            }
         }
     }
 }
@@ -73,6 +111,7 @@ impl<P: Hooks> fmt::Debug for ReplaceError<P> {
                 .field("found", found)
                 .finish_non_exhaustive(),
             ReplaceError::Closed(_) => f.write_str("Closed(..)"),
+            ReplaceError::InProgress(_) => f.write_str("InProgress(..)"),
         }
     }
 }

@@ -79,6 +79,25 @@ pub enum Hook {
     Call,
     /// [`Hooks::shutdown`].
     Shutdown,
+    /// [`Stateful::save`](crate::Stateful::save).
+    Save,
+    /// [`Stateful::migrate`](crate::Stateful::migrate).
+    Migrate,
+    /// [`Stateful::restore`](crate::Stateful::restore).
+    Restore,
+    /// [`Stateful::persist`](crate::Stateful::persist).
+    Persist,
+    /// [`Stateful::checkpoint`](crate::Stateful::checkpoint).
+    Checkpoint,
+    /// [`Stateful::check_compat`](crate::Stateful::check_compat).
+    CheckCompat,
+    /// [`Stateful::open`](crate::Stateful::open).
+    Open,
+    /// [`Stateful::resume`](crate::Stateful::resume).
+    Resume,
+    /// [`Stateful::resources`](crate::Stateful::resources) or
+    /// [`Stateful::schema`](crate::Stateful::schema) (they panicked).
+    Describe,
 }
 
 impl fmt::Display for Hook {
@@ -88,6 +107,15 @@ impl fmt::Display for Hook {
             Hook::Init => "init",
             Hook::Call => "call",
             Hook::Shutdown => "shutdown",
+            Hook::Save => "save",
+            Hook::Migrate => "migrate",
+            Hook::Restore => "restore",
+            Hook::Persist => "persist",
+            Hook::Checkpoint => "checkpoint",
+            Hook::CheckCompat => "check_compat",
+            Hook::Open => "open",
+            Hook::Resume => "resume",
+            Hook::Describe => "resources",
         })
     }
 }
@@ -146,25 +174,52 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 
 /// Runs `hook` on `plugin`, turning an error or a panic into a
 /// [`HookFailure`] for that plugin and hook.
-pub(crate) fn run_hook<P: Hooks>(
+pub(crate) fn run_hook<P: Hooks, R>(
     plugin: &mut P,
     hook: Hook,
     generation: Option<u64>,
-    f: impl FnOnce(&mut P) -> Result<(), BoxError>,
-) -> Result<(), HookFailure> {
+    f: impl FnOnce(&mut P) -> Result<R, BoxError>,
+) -> Result<R, HookFailure> {
     // AssertUnwindSafe: on a panic the plugin is handed back to the host
     // inside the error (or, for shutdown, as Removed); the host is told it
     // panicked and decides whether the value is still of use.
     let outcome = catch_unwind(AssertUnwindSafe(|| f(plugin)));
+    contained(plugin, hook, generation, outcome)
+}
+
+/// [`run_hook`] for hooks that only read the plugin (the old version's side
+/// of a reload, which must come out of a failed reload as it went in).
+pub(crate) fn run_ref_hook<P: Hooks, R>(
+    plugin: &P,
+    hook: Hook,
+    generation: Option<u64>,
+    f: impl FnOnce(&P) -> Result<R, BoxError>,
+) -> Result<R, HookFailure> {
+    // AssertUnwindSafe: as above; `&P` only.
+    let outcome = catch_unwind(AssertUnwindSafe(|| f(plugin)));
+    contained(plugin, hook, generation, outcome)
+}
+
+fn contained<P: Hooks, R>(
+    plugin: &P,
+    hook: Hook,
+    generation: Option<u64>,
+    outcome: std::thread::Result<Result<R, BoxError>>,
+) -> Result<R, HookFailure> {
     let cause = match outcome {
-        Ok(Ok(())) => return Ok(()),
+        Ok(Ok(value)) => return Ok(value),
         Ok(Err(e)) => Cause::Error(e),
         Err(payload) => Cause::Panic(panic_message(payload.as_ref())),
     };
+    // `name` and `version` are plugin code too; a panic there must not
+    // escape while reporting another failure.
+    let label = |f: fn(&P) -> &str| {
+        catch_unwind(AssertUnwindSafe(|| f(plugin).to_owned())).unwrap_or_else(|_| "?".to_owned())
+    };
     Err(HookFailure {
         hook,
-        plugin: plugin.name().to_owned(),
-        version: plugin.version().to_owned(),
+        plugin: label(|p| p.name()),
+        version: label(|p| p.version()),
         generation,
         cause,
     })

@@ -89,20 +89,39 @@
 pub mod docs;
 mod drain;
 mod draining;
+mod enter;
+pub mod envelope;
 mod error;
+mod events;
 mod hooks;
 mod loom;
 mod plugin;
+mod reload;
 mod slot;
 pub mod state;
+mod stateful;
 mod stats;
+#[cfg(feature = "tracing")]
+mod telemetry;
 pub mod testing;
+mod waiters;
 
 pub use draining::Drain;
-pub use error::{CallError, DrainError, FinalizeError, ReloadError, ReplaceError, SlotClosed};
+pub use enter::EnterFuture;
+pub use envelope::{EnvelopeError, SavedState};
+pub use error::{
+    CallError, DrainError, FinalizeError, ReloadError, ReplaceError, SlotClosed, SnapshotError,
+    TryEnterError,
+};
+pub use events::{Event, Listener, ListenerId, Proposal};
 pub use hooks::{BoxError, Cause, Hook, HookFailure, Hooks};
 pub use lifecycle::{self, Phase};
 pub use plugin::{InitError, LinkError, Plugin, PrepareError, RemovalReport, StepError};
+pub use reload::{
+    Committed, Mode, Prepared, ReloadFailed, ReloadFault, ReloadOptions, Returned, Salvage,
+    Transfer,
+};
 pub use slot::{Lease, Slot};
 pub use state::{Active, Draining, Initialized, Linked, Loaded, Removed};
+pub use stateful::{Resource, ResourceKind, Stateful};
 pub use stats::{DurationSummary, SlotStats, VersionInfo};

@@ -12,14 +12,17 @@ use std::time::Instant;
 use crossbeam_epoch::{Atomic, Owned};
 use lifecycle::Phase;
 
-use crate::drain::{acquire, cut_over, Hold, Version};
+use crate::drain::{acquire, cut_over, Acquired, Hold, Version};
 use crate::draining::{finalize, DrainingBody};
-use crate::error::{CallError, ReloadError, ReplaceError, SlotClosed};
-use crate::hooks::{panic_message, Cause, Hook, HookFailure};
-use crate::loom::{pin, Mutex, Ordering};
+use crate::envelope::SavedState;
+use crate::error::{CallError, ReloadError, ReplaceError, SlotClosed, TryEnterError};
+use crate::events::{Event, Listener, ListenerId, Listeners};
+use crate::hooks::{panic_message, run_ref_hook, Cause, Hook, HookFailure};
+use crate::loom::{park_until, pin, AtomicBool, Mutex, Ordering, Parked};
 use crate::state::{Draining, Initialized, Loaded};
 use crate::stats::{Counters, SlotStats, VersionInfo};
-use crate::{Hooks, Plugin};
+use crate::waiters::WaitList;
+use crate::{Hooks, Plugin, Stateful};
 
 /// A hot-swappable plugin: one current version, any number draining.
 ///
@@ -46,24 +49,37 @@ use crate::{Hooks, Plugin};
 /// # Ok::<(), reload_core::SlotClosed>(())
 /// ```
 pub struct Slot<P: Hooks> {
-    shared: Arc<Shared<P>>,
+    pub(crate) shared: Arc<Shared<P>>,
 }
 
 /// The part of a slot that its draining versions keep alive.
 pub(crate) struct Shared<P: Hooks> {
-    /// The current version; null once closed.
-    current: Atomic<Version<P>>,
-    /// Serialises cut-overs and holds the versions that are draining, so
-    /// they can be observed and, if their handle was dropped, finalized.
-    /// Never taken on the call path.
-    writer: Mutex<Writer<P>>,
-    name: String,
+    /// The current version; null once closed; tagged while its gate is
+    /// closed (see `drain.rs`).
+    pub(crate) current: Atomic<Version<P>>,
+    /// Serialises cut-overs and gate changes, and holds the versions that
+    /// are draining, so they can be observed and, if their handle was
+    /// dropped, finalized. Never taken on the call path.
+    pub(crate) writer: Mutex<Writer<P>>,
+    /// Whether a quiesced reload holds the gate closed: what callers at the
+    /// gate wait on (set before the tag, cleared after it is gone).
+    pub(crate) gate_closed: AtomicBool,
+    /// Callers waiting at the gate.
+    pub(crate) gate: WaitList,
+    /// Reloads waiting for the turn.
+    pub(crate) turn_free: WaitList,
+    pub(crate) listeners: Listeners,
+    pub(crate) name: String,
     pub(crate) counters: Counters,
 }
 
-struct Writer<P> {
-    next_generation: u64,
+pub(crate) struct Writer<P> {
+    pub(crate) next_generation: u64,
     draining: Vec<Entry<P>>,
+    /// A reload holds the turn (from prepare to commit or abort).
+    pub(crate) turn: bool,
+    /// A quiesced commit has the gate closed.
+    pub(crate) quiescing: bool,
 }
 
 struct Entry<P> {
@@ -90,7 +106,13 @@ impl<P: Hooks> Slot<P> {
             writer: Mutex::new(Writer {
                 next_generation: 2,
                 draining: Vec::new(),
+                turn: false,
+                quiescing: false,
             }),
+            gate_closed: AtomicBool::new(false),
+            gate: WaitList::default(),
+            turn_free: WaitList::default(),
+            listeners: Listeners::default(),
             name,
             counters: Counters::default(),
         };
@@ -101,21 +123,77 @@ impl<P: Hooks> Slot<P> {
 
     /// A lease on the current version, for one call (or a few).
     ///
-    /// Never blocks, and never fails because a reload is in progress: a
-    /// lease taken while `replace` runs is on the old or the new version,
-    /// and the old one's drain waits for it.
+    /// Never blocks and never fails because of a `replace` or an immediate
+    /// reload: a lease taken meanwhile is on the old or the new version, and
+    /// the old one's drain waits for it. The one wait is a *quiesced*
+    /// commit ([`Mode::Quiesced`](crate::Mode)), which holds new calls at a
+    /// gate, parked, for at most its drain timeout plus the state transfer;
+    /// they then proceed on the new version, or on the old one if it rolled
+    /// back. [`Slot::try_enter`] and [`Slot::enter_deadline`] do not wait
+    /// (or wait less); [`Slot::enter_async`] waits without blocking a thread.
     ///
     /// # Errors
     ///
     /// [`SlotClosed`] once [`Slot::close`] has run.
     #[inline]
     pub fn enter(&self) -> Result<Lease<'_, P>, SlotClosed> {
+        loop {
+            match acquire(&self.shared.current) {
+                Acquired::Held(hold) => return Ok(self.lease(hold)),
+                Acquired::Closed => return Err(SlotClosed),
+                Acquired::Gated => {
+                    self.shared.wait_gate(None);
+                }
+            }
+        }
+    }
+
+    /// [`Slot::enter`], but a closed gate is an error rather than a wait.
+    ///
+    /// # Errors
+    ///
+    /// [`TryEnterError::Quiescing`] while a quiesced commit holds the gate;
+    /// [`TryEnterError::Closed`] once the slot is closed.
+    #[inline]
+    pub fn try_enter(&self) -> Result<Lease<'_, P>, TryEnterError> {
         match acquire(&self.shared.current) {
-            Some(hold) => Ok(Lease {
-                hold,
-                _slot: PhantomData,
-            }),
-            None => Err(SlotClosed),
+            Acquired::Held(hold) => Ok(self.lease(hold)),
+            Acquired::Closed => Err(TryEnterError::Closed),
+            Acquired::Gated => Err(TryEnterError::Quiescing),
+        }
+    }
+
+    /// [`Slot::enter`], waiting at a closed gate only until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`TryEnterError::Quiescing`] if the gate was still closed at
+    /// `deadline`; [`TryEnterError::Closed`] once the slot is closed.
+    pub fn enter_deadline(&self, deadline: Instant) -> Result<Lease<'_, P>, TryEnterError> {
+        loop {
+            match acquire(&self.shared.current) {
+                Acquired::Held(hold) => return Ok(self.lease(hold)),
+                Acquired::Closed => return Err(TryEnterError::Closed),
+                Acquired::Gated => {
+                    if !self.shared.wait_gate(Some(deadline)) {
+                        return Err(TryEnterError::Quiescing);
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Slot::enter`] as a future: at a closed gate the task's waker is
+    /// registered and woken when the gate opens; no thread blocks.
+    pub fn enter_async(&self) -> crate::EnterFuture<'_, P> {
+        crate::EnterFuture { slot: self }
+    }
+
+    #[inline]
+    pub(crate) fn lease(&self, hold: Hold<P>) -> Lease<'_, P> {
+        Lease {
+            hold,
+            _slot: PhantomData,
         }
     }
 
@@ -183,6 +261,9 @@ impl<P: Hooks> Slot<P> {
             });
         }
         let mut writer = self.shared.writer.lock();
+        if writer.turn {
+            return Err(ReplaceError::InProgress(next));
+        }
         let generation = writer.next_generation;
         let version = Owned::new(Version::new(next.into_inner(), generation));
         match cut_over(&self.shared.current, Some(version)) {
@@ -228,19 +309,44 @@ impl<P: Hooks> Slot<P> {
     /// Closes the slot: from now on [`Slot::enter`] returns [`SlotClosed`].
     /// Returns the version that was current, `Draining`, or `None` if the
     /// slot was already closed.
+    ///
+    /// A quiesced commit in progress finishes first (`close` waits for its
+    /// gate, which is bounded by the commit's timeout); a prepared reload
+    /// that is not committing does not hold `close` up, and its commit will
+    /// then fail with [`ReloadFault::Closed`](crate::ReloadFault).
     pub fn close(&self) -> Option<Plugin<P, Draining>> {
-        let closed = {
-            let mut writer = self.shared.writer.lock();
-            cut_over(&self.shared.current, None)
-                .ok()
-                .map(|old| self.track(&mut writer, old))
+        let closed = loop {
+            {
+                let mut writer = self.shared.writer.lock();
+                if !writer.quiescing {
+                    break cut_over(&self.shared.current, None)
+                        .ok()
+                        .map(|old| self.track(&mut writer, old));
+                }
+            }
+            self.shared.wait_gate(None);
         };
         self.reap();
         closed
     }
 
+    /// Tells `listener` about every step of this slot's reloads (and lets
+    /// it veto them during prepare); see [`Listener`].
+    pub fn listen(&self, listener: impl Listener) -> ListenerId {
+        self.shared.listeners.add(std::sync::Arc::new(listener))
+    }
+
+    /// Removes a listener; returns whether it was registered.
+    pub fn unlisten(&self, id: ListenerId) -> bool {
+        self.shared.listeners.remove(id)
+    }
+
     /// Registers a version just cut over from as draining.
-    fn track(&self, writer: &mut Writer<P>, old: NonNull<Version<P>>) -> Plugin<P, Draining> {
+    pub(crate) fn track(
+        &self,
+        writer: &mut Writer<P>,
+        old: NonNull<Version<P>>,
+    ) -> Plugin<P, Draining> {
         let since = Instant::now();
         writer.draining.push(Entry {
             version: old,
@@ -254,12 +360,7 @@ impl<P: Hooks> Slot<P> {
 
     /// Whether the slot was closed.
     pub fn is_closed(&self) -> bool {
-        let guard = pin();
-        // Acquire: as in `enter`.
-        self.shared
-            .current
-            .load(Ordering::Acquire, &guard)
-            .is_null()
+        self.shared.is_closed()
     }
 
     /// The plugin's name (every version of a slot has the same).
@@ -313,7 +414,10 @@ impl<P: Hooks> Slot<P> {
     /// The slot's counters.
     pub fn stats(&self) -> SlotStats {
         let draining = self.shared.writer.lock().draining.len();
-        self.shared.counters.snapshot(self.generation(), draining)
+        let in_flight = self.versions().iter().map(|v| v.in_flight).sum();
+        self.shared
+            .counters
+            .snapshot(self.generation(), draining, in_flight)
     }
 
     /// Finalizes every orphaned version (one whose `Plugin<P, Draining>` was
@@ -325,7 +429,56 @@ impl<P: Hooks> Slot<P> {
     }
 }
 
+impl<P: Stateful> Slot<P> {
+    /// The current version's state, saved now (while it serves) and put in
+    /// the library's envelope; `None` if it has no state. Keep it to
+    /// restore later with [`ReloadOptions::restore_from`](crate::ReloadOptions::restore_from).
+    ///
+    /// # Errors
+    ///
+    /// [`SnapshotError::Closed`](crate::SnapshotError) if the slot is
+    /// closed; [`SnapshotError::Save`](crate::SnapshotError) if `save`
+    /// failed or panicked.
+    pub fn snapshot(&self) -> Result<Option<Vec<u8>>, crate::SnapshotError> {
+        let lease = self.enter()?;
+        let generation = Some(lease.generation());
+        let saved = run_ref_hook(&*lease, Hook::Save, generation, |p| {
+            Ok(p.save()?
+                .map(|bytes| SavedState::new(p.schema(), bytes).encode()))
+        })?;
+        Ok(saved)
+    }
+}
+
 impl<P: Hooks> Shared<P> {
+    /// Whether the slot is closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        let guard = pin();
+        // Acquire: as in `enter`.
+        self.current.load(Ordering::Acquire, &guard).is_null()
+    }
+
+    /// Tells the listeners.
+    pub(crate) fn emit(&self, event: &Event<'_>) {
+        self.listeners.emit(&self.counters, &self.name, event);
+    }
+
+    /// Parks until the gate is open or `deadline` passes; returns whether it
+    /// is open. Register, then look (see `waiters`).
+    pub(crate) fn wait_gate(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            self.gate.register_thread();
+            // Acquire: seeing it open means seeing the cut-over or untag
+            // that preceded the opening (see `Quiesce`).
+            if !self.gate_closed.load(Ordering::Acquire) {
+                return true;
+            }
+            if park_until(deadline) == Parked::Expired {
+                return !self.gate_closed.load(Ordering::Acquire);
+            }
+        }
+    }
+
     /// Forgets a draining version that its owner is about to finalize.
     pub(crate) fn untrack(&self, version: NonNull<Version<P>>) {
         self.writer

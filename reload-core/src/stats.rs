@@ -28,10 +28,20 @@ pub struct VersionInfo {
 pub struct SlotStats {
     /// Generation of the current version, `None` once closed.
     pub generation: Option<u64>,
-    /// Cut-overs to a new version (`replace` and `reload` that succeeded).
+    /// Cut-overs to a new version (`replace`, `reload` and committed
+    /// prepared reloads).
     pub reloads: u64,
-    /// `replace` or `reload` calls that failed (the old version kept serving).
+    /// Reloads that failed, at any step (the old version kept serving).
     pub failed_reloads: u64,
+    /// Of those, quiesced commits that rolled back (drain timeout or a
+    /// failed transfer; the gate reopened on the old version).
+    pub rolled_back: u64,
+    /// Of those, reloads a listener vetoed.
+    pub vetoed: u64,
+    /// Prepared reloads aborted (explicitly or by dropping them).
+    pub aborted: u64,
+    /// Leases out right now, over all versions.
+    pub in_flight: usize,
     /// Versions that finished draining and were finalized.
     pub drains_completed: u64,
     /// Versions swapped out and not yet removed.
@@ -40,8 +50,13 @@ pub struct SlotStats {
     pub call_panics: u64,
     /// `shutdown` hooks that failed or panicked (the version was removed anyway).
     pub shutdown_failures: u64,
+    /// Listener calls that panicked (contained).
+    pub listener_panics: u64,
     /// How long drains took, from cut-over to drained.
     pub drain_time: DurationSummary,
+    /// How long quiesced commits held new calls at the gate (committed
+    /// ones; roll backs are in `rolled_back`).
+    pub quiesce_time: DurationSummary,
 }
 
 /// A summary of recorded durations. Percentiles come from a log-linear
@@ -159,7 +174,12 @@ pub(crate) struct Counters {
     pub(crate) drains_completed: AtomicU64,
     pub(crate) call_panics: AtomicU64,
     pub(crate) shutdown_failures: AtomicU64,
+    pub(crate) rolled_back: AtomicU64,
+    pub(crate) vetoed: AtomicU64,
+    pub(crate) aborted: AtomicU64,
+    pub(crate) listener_panics: AtomicU64,
     pub(crate) drain_time: Histogram,
+    pub(crate) quiesce_time: Histogram,
 }
 
 impl Counters {
@@ -167,11 +187,22 @@ impl Counters {
         counter.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, generation: Option<u64>, draining_now: usize) -> SlotStats {
+    pub(crate) fn snapshot(
+        &self,
+        generation: Option<u64>,
+        draining_now: usize,
+        in_flight: usize,
+    ) -> SlotStats {
         SlotStats {
             generation,
             reloads: self.reloads.load(Relaxed),
             failed_reloads: self.failed_reloads.load(Relaxed),
+            rolled_back: self.rolled_back.load(Relaxed),
+            vetoed: self.vetoed.load(Relaxed),
+            aborted: self.aborted.load(Relaxed),
+            in_flight,
+            listener_panics: self.listener_panics.load(Relaxed),
+            quiesce_time: self.quiesce_time.summary(),
             drains_completed: self.drains_completed.load(Relaxed),
             draining_now,
             call_panics: self.call_panics.load(Relaxed),

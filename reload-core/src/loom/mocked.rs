@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crossbeam_epoch::{Collector, Guard, LocalHandle};
 
-pub(crate) use loom::sync::atomic::{fence, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 pub(crate) use loom::thread::{current as current_thread, park, Thread};
 
 use super::Parked;
@@ -19,6 +19,12 @@ pub(crate) const SHARDS: usize = 2;
 /// shape so the drain code is the same under both.
 #[derive(Debug)]
 pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+impl<T: Default> Default for Mutex<T> {
+    fn default() -> Self {
+        Mutex::new(T::default())
+    }
+}
 
 impl<T> Mutex<T> {
     pub(crate) fn new(value: T) -> Self {

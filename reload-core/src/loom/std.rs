@@ -8,7 +8,7 @@ use crossbeam_epoch::{Collector, Guard, LocalHandle};
 
 pub(crate) use parking_lot::Mutex;
 use std::sync::atomic::AtomicU32;
-pub(crate) use std::sync::atomic::{fence, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 pub(crate) use std::thread::{current as current_thread, park, Thread};
 
 use super::Parked;

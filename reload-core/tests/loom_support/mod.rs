@@ -135,3 +135,90 @@ pub unsafe fn detach(
         )
     }
 }
+
+/// A stateful plugin that loom checks from the inside: each call adds one
+/// to `count` through loom's `UnsafeCell`, `save` reads it and `restore`
+/// writes it. A call not ordered before the save (an update the quiesce
+/// could lose) or after the restore is a data race loom reports.
+pub struct Tallied {
+    pub id: u64,
+    count: UnsafeCell<u64>,
+    shut: AtomicBool,
+    pub tally: Arc<Tally>,
+}
+
+// SAFETY: `count` is written by calls under a lease and by `restore`, read
+// by `save`; the quiesce must order them, and loom's cell reports any
+// access that it does not.
+unsafe impl Sync for Tallied {}
+
+impl Tallied {
+    pub fn new(id: u64, tally: &Arc<Tally>) -> Plugin<Tallied> {
+        Plugin::new(Tallied {
+            id,
+            count: UnsafeCell::new(0),
+            shut: AtomicBool::new(false),
+            tally: Arc::clone(tally),
+        })
+    }
+
+    /// One update; returns which version took it.
+    pub fn inc(&self) -> u64 {
+        assert!(
+            !self.shut.load(Ordering::SeqCst),
+            "S1 violated: version {} called after its shutdown began",
+            self.id
+        );
+        // SAFETY: loom tracks this access; two unordered calls, or a call
+        // unordered with save/restore, fail the test.
+        self.count.with_mut(|p| unsafe { *p += 1 });
+        self.tally.calls.fetch_add(1, Ordering::SeqCst);
+        self.id
+    }
+
+    pub fn count(&self) -> u64 {
+        // SAFETY: loom tracks this access.
+        self.count.with(|p| unsafe { *p })
+    }
+}
+
+impl Hooks for Tallied {
+    type Context = ();
+    fn name(&self) -> &str {
+        "tallied"
+    }
+    fn shutdown(&mut self) -> Result<(), reload_core::BoxError> {
+        self.shut.store(true, Ordering::SeqCst);
+        self.tally.shutdowns.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl reload_core::Stateful for Tallied {
+    fn schema(&self) -> u32 {
+        1
+    }
+    fn save(&self) -> Result<Option<Vec<u8>>, reload_core::BoxError> {
+        Ok(Some(self.count().to_le_bytes().to_vec()))
+    }
+    fn restore(&mut self, state: &[u8]) -> Result<(), reload_core::BoxError> {
+        let bytes: [u8; 8] = state.try_into()?;
+        // SAFETY: loom tracks this access.
+        self.count
+            .with_mut(|p| unsafe { *p = u64::from_le_bytes(bytes) });
+        Ok(())
+    }
+}
+
+impl Drop for Tallied {
+    fn drop(&mut self) {
+        self.tally.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+pub fn tallied_slot(tally: &Arc<Tally>) -> Arc<Slot<Tallied>> {
+    match Tallied::new(1, tally).prepare(&()) {
+        Ok(ready) => Arc::new(Slot::new(ready)),
+        Err(e) => panic!("a tallied plugin always prepares: {e}"),
+    }
+}

@@ -1,8 +1,17 @@
-//! An instrumented plugin for tests, demos and harnesses: [`Probe`] records
-//! in its own state every call, every call that ran after its `shutdown`
-//! began, and (in a shared [`Ledger`]) how often each version was shut down
-//! and dropped. A correct slot keeps `after_shutdown` at zero and every
-//! version's shutdown and drop counts at exactly one.
+//! Instrumented plugins for tests, demos and harnesses.
+//!
+//! [`Probe`] records in its own state every call, every call that ran after
+//! its `shutdown` began, and (in a shared [`Ledger`]) how often each version
+//! was shut down and dropped. A correct slot keeps `after_shutdown` at zero
+//! and every version's shutdown and drop counts at exactly one.
+//!
+//! [`Counter`] is a [`Stateful`](crate::Stateful) plugin: a counter (its
+//! state, in one of three schemas), an index and a change stream (its
+//! resources), with faults to inject at every step of a reload, and a shared
+//! [`Book`] that records which version's resources are open.
+
+mod counter;
+pub use counter::{Book, Counter, CounterFaults, ResourceState};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

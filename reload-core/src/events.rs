@@ -1,0 +1,284 @@
+//! Listeners: who is told about each step of a slot's reloads, and who may
+//! veto one while it is being prepared.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::hooks::{panic_message, BoxError, Cause};
+use crate::reload::{Mode, ReloadFault};
+use crate::stats::Counters;
+
+/// A reload being prepared, as shown to [`Listener::on_prepare`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Proposal<'a> {
+    /// The slot's plugin name.
+    pub plugin: &'a str,
+    /// Generation of the version serving now.
+    pub from_generation: u64,
+    /// Its [`Hooks::version`](crate::Hooks::version) label.
+    pub from_version: &'a str,
+    /// The label of the version proposed.
+    pub to_version: &'a str,
+    /// How it would cut over.
+    pub mode: Mode,
+}
+
+/// One step of a slot's life, as shown to [`Listener::on_event`] (and, with
+/// the `tracing` feature, emitted as a `tracing` event).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A new version was prepared (linked, initialized, accepted by every
+    /// listener and, in immediate mode, given the old version's state and
+    /// resources). Callers still see the old version.
+    Prepared {
+        /// The slot's plugin name.
+        plugin: &'a str,
+        /// Generation serving now.
+        from_generation: u64,
+        /// Label of the prepared version.
+        to_version: &'a str,
+        /// How it will cut over.
+        mode: Mode,
+    },
+    /// A listener vetoed a reload during prepare.
+    Vetoed {
+        /// The slot's plugin name.
+        plugin: &'a str,
+        /// The listener's [`Listener::name`].
+        listener: &'a str,
+        /// Its reason (or its panic message).
+        reason: &'a str,
+    },
+    /// A prepared reload was aborted (explicitly or by dropping it); the old
+    /// version serves on, untouched.
+    Aborted {
+        /// The slot's plugin name.
+        plugin: &'a str,
+        /// Generation still serving.
+        generation: u64,
+        /// Label of the version discarded.
+        to_version: &'a str,
+    },
+    /// A reload failed before cutting over; the old version serves on.
+    /// In quiesced mode this is a roll back: the gate reopened on the old
+    /// version and the calls waiting at it proceeded there.
+    Failed {
+        /// The slot's plugin name.
+        plugin: &'a str,
+        /// Generation still serving, `None` if the slot is closed.
+        generation: Option<u64>,
+        /// Whether a quiesced commit rolled back (the gate had closed).
+        rolled_back: bool,
+        /// What went wrong.
+        error: &'a ReloadFault,
+    },
+    /// The new version was cut in.
+    Committed {
+        /// The slot's plugin name.
+        plugin: &'a str,
+        /// Generation cut over from (now draining).
+        from_generation: u64,
+        /// Generation cut over to.
+        to_generation: u64,
+        /// How.
+        mode: Mode,
+        /// In quiesced mode, how long new calls waited at the gate.
+        quiesce: Option<Duration>,
+    },
+    /// A version that was cut over from has no lease left (seen when it was
+    /// finalized).
+    Drained {
+        /// The slot's plugin name.
+        plugin: &'a str,
+        /// Its generation.
+        generation: u64,
+        /// From the cut-over away from it.
+        after: Duration,
+    },
+    /// A version was finalized: its `shutdown` ran (once).
+    Removed {
+        /// The slot's plugin name.
+        plugin: &'a str,
+        /// Its generation.
+        generation: u64,
+        /// Whether `shutdown` returned `Ok`.
+        shutdown_ok: bool,
+    },
+    /// A listener panicked; the panic was contained.
+    ListenerPanicked {
+        /// The slot's plugin name.
+        plugin: &'a str,
+        /// The listener's name.
+        listener: &'a str,
+        /// The panic message.
+        message: &'a str,
+    },
+}
+
+/// Told about each step of a slot's reloads; registered with
+/// [`Slot::listen`](crate::Slot::listen).
+///
+/// Listeners run on the thread doing the step, outside the slot's locks
+/// (they may call the slot). A listener that panics is contained: the panic
+/// is counted in [`SlotStats::listener_panics`](crate::SlotStats), reported
+/// to the other listeners as [`Event::ListenerPanicked`], and, during
+/// [`on_prepare`](Self::on_prepare), counts as a veto.
+///
+/// A closure `Fn(&Event<'_>)` is a listener that never vetoes.
+pub trait Listener: Send + Sync + 'static {
+    /// A name for reports.
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
+
+    /// Called during prepare, after `init`; an error vetoes the reload (the
+    /// new version is handed back and the old one serves on).
+    fn on_prepare(&self, proposal: &Proposal<'_>) -> Result<(), BoxError> {
+        let _ = proposal;
+        Ok(())
+    }
+
+    /// Called after each step.
+    fn on_event(&self, event: &Event<'_>) {
+        let _ = event;
+    }
+}
+
+impl<F> Listener for F
+where
+    F: Fn(&Event<'_>) + Send + Sync + 'static,
+{
+    fn on_event(&self, event: &Event<'_>) {
+        self(event);
+    }
+}
+
+/// Which listener to remove with [`Slot::unlisten`](crate::Slot::unlisten).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerId(u64);
+
+/// A veto: which listener, and why.
+pub(crate) struct Veto {
+    pub(crate) listener: String,
+    pub(crate) cause: Cause,
+}
+
+/// A slot's listeners.
+///
+/// A plain `parking_lot` mutex also under loom: it guards only this list,
+/// is never held while anything else is locked or any listener runs, and
+/// loom tests register no listeners.
+#[derive(Default)]
+pub(crate) struct Listeners {
+    list: parking_lot::Mutex<Vec<(ListenerId, Arc<dyn Listener>)>>,
+    next_id: AtomicU64,
+}
+
+impl Listeners {
+    pub(crate) fn add(&self, listener: Arc<dyn Listener>) -> ListenerId {
+        let id = ListenerId(self.next_id.fetch_add(1, Relaxed));
+        self.list.lock().push((id, listener));
+        id
+    }
+
+    pub(crate) fn remove(&self, id: ListenerId) -> bool {
+        let mut list = self.list.lock();
+        let before = list.len();
+        list.retain(|(i, _)| *i != id);
+        list.len() != before
+    }
+
+    fn snapshot(&self) -> Vec<Arc<dyn Listener>> {
+        self.list
+            .lock()
+            .iter()
+            .map(|(_, l)| Arc::clone(l))
+            .collect()
+    }
+
+    /// Tells every listener (and `tracing`) about `event`.
+    pub(crate) fn emit(&self, counters: &Counters, plugin: &str, event: &Event<'_>) {
+        #[cfg(feature = "tracing")]
+        crate::telemetry::event(event);
+        let listeners = self.snapshot();
+        for (i, listener) in listeners.iter().enumerate() {
+            // AssertUnwindSafe: a listener sees the event by reference only.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| listener.on_event(event))) {
+                let message = panic_message(payload.as_ref());
+                self.panicked(counters, plugin, &listeners, i, &message);
+            }
+        }
+    }
+
+    /// Asks every listener whether `proposal` may go ahead; the first veto
+    /// (or panic) wins.
+    pub(crate) fn vote(&self, counters: &Counters, proposal: &Proposal<'_>) -> Result<(), Veto> {
+        let listeners = self.snapshot();
+        for (i, listener) in listeners.iter().enumerate() {
+            let name = || {
+                catch_unwind(AssertUnwindSafe(|| listener.name().to_owned()))
+                    .unwrap_or_else(|_| "?".to_owned())
+            };
+            match catch_unwind(AssertUnwindSafe(|| listener.on_prepare(proposal))) {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => {
+                    return Err(Veto {
+                        listener: name(),
+                        cause: Cause::Error(reason),
+                    })
+                }
+                Err(payload) => {
+                    let message = panic_message(payload.as_ref());
+                    self.panicked(counters, proposal.plugin, &listeners, i, &message);
+                    return Err(Veto {
+                        listener: name(),
+                        cause: Cause::Panic(message),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn panicked(
+        &self,
+        counters: &Counters,
+        plugin: &str,
+        listeners: &[Arc<dyn Listener>],
+        culprit: usize,
+        message: &str,
+    ) {
+        Counters::bump(&counters.listener_panics);
+        let name = catch_unwind(AssertUnwindSafe(|| listeners[culprit].name().to_owned()))
+            .unwrap_or_else(|_| "?".to_owned());
+        let report = Event::ListenerPanicked {
+            plugin,
+            listener: &name,
+            message,
+        };
+        #[cfg(feature = "tracing")]
+        crate::telemetry::event(&report);
+        for (i, other) in listeners.iter().enumerate() {
+            if i != culprit {
+                // A second panic here is only counted: no report of a
+                // report, so this cannot recurse.
+                if catch_unwind(AssertUnwindSafe(|| other.on_event(&report))).is_err() {
+                    Counters::bump(&counters.listener_panics);
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listeners")
+            .field("count", &self.list.lock().len())
+            .finish()
+    }
+}

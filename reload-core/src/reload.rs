@@ -1,0 +1,977 @@
+//! A reload as a transaction: [`Slot::prepare`] builds the new version
+//! without touching callers, [`Prepared::commit`] cuts over (immediately, or
+//! quiesced: new calls wait at a gate while the old version drains and its
+//! state and resources move across), [`Prepared::abort`] (or dropping the
+//! [`Prepared`]) discards it.
+//!
+//! The quiesce path, in order (the step names are those of `docs/drain.md`):
+//!
+//! | step | what | on failure |
+//! |---|---|---|
+//! | Q1-Q2 | close the gate: the old version stays current and `Active`, new calls wait | - |
+//! | Q3 | wait, parked, for the old version's last lease (bounded) | roll back |
+//! | Q4 | old side: `save`, `persist`, `checkpoint` (all `&self`) | roll back |
+//! | Q5 | new side: migrate, `restore`, `check_compat` + `open`, `resume` | close what the new side opened, roll back |
+//! | Q6 | cut over to the new version (this opens the gate); the old one is `Draining`, already drained | - |
+//!
+//! Roll back = open the gate on the old version, which never stopped being
+//! current and was only read: its state and resources are as they were, and
+//! the calls that waited proceed on it.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use crossbeam_epoch::Owned;
+
+use crate::drain::{close_gate, cut_over, open_gate, Version};
+use crate::envelope::{EnvelopeError, SavedState};
+use crate::events::{Event, Proposal};
+use crate::hooks::{run_hook, run_ref_hook, Cause, Hook, HookFailure};
+use crate::loom::{park_until, Ordering, Parked};
+use crate::plugin::PrepareError;
+use crate::slot::Shared;
+use crate::state::{Draining, Initialized, Linked, Loaded};
+use crate::stateful::{Resource, ResourceKind, Stateful};
+use crate::stats::Counters;
+use crate::{Hooks, Plugin, Slot};
+
+/// How a prepared reload cuts over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// New calls go to the new version at once. State and resources are
+    /// carried from a snapshot taken at prepare, while the old version was
+    /// still serving: updates it makes after that are not carried. For
+    /// plugins whose state is a cache or is rebuilt.
+    Immediate,
+    /// From commit, new calls wait at the old version's gate (for at most
+    /// `timeout` plus the state transfer) while it drains; then its state
+    /// and resources are carried over with no call running, and the new
+    /// version is cut in. No update is lost. If the drain does not finish
+    /// within `timeout`, or any step of the transfer fails, the gate reopens
+    /// on the old version, which serves on with everything it had.
+    Quiesced {
+        /// How long to wait for the old version's drain.
+        timeout: Duration,
+    },
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mode::Immediate => f.write_str("immediate"),
+            Mode::Quiesced { timeout } => write!(f, "quiesced({timeout:?})"),
+        }
+    }
+}
+
+/// How to reload: the [`Mode`], whether to wait for a reload already in
+/// progress, and where the new version's state comes from.
+#[derive(Clone, Debug)]
+pub struct ReloadOptions {
+    mode: Mode,
+    wait_for_turn: Option<Duration>,
+    state: StateSource,
+}
+
+#[derive(Clone, Debug)]
+enum StateSource {
+    /// `save` on the old version.
+    Old,
+    /// An envelope the host kept (a snapshot, or the salvage of a failed
+    /// reload).
+    Envelope(Vec<u8>),
+}
+
+impl ReloadOptions {
+    /// Immediate cut-over (see [`Mode::Immediate`]).
+    pub fn immediate() -> Self {
+        ReloadOptions {
+            mode: Mode::Immediate,
+            wait_for_turn: None,
+            state: StateSource::Old,
+        }
+    }
+
+    /// Quiesced cut-over, waiting at most `timeout` for the drain (see
+    /// [`Mode::Quiesced`]).
+    pub fn quiesced(timeout: Duration) -> Self {
+        ReloadOptions {
+            mode: Mode::Quiesced { timeout },
+            ..ReloadOptions::immediate()
+        }
+    }
+
+    /// If another reload of the slot is in progress, wait up to `timeout`
+    /// for it to finish instead of failing with [`ReloadFault::InProgress`].
+    pub fn wait_for_turn(mut self, timeout: Duration) -> Self {
+        self.wait_for_turn = Some(timeout);
+        self
+    }
+
+    /// Restore the new version from `envelope` (bytes of
+    /// [`SavedState::encode`], for example the salvage of a failed reload
+    /// or a snapshot from [`Slot::snapshot`]) instead of saving the old
+    /// version. Resources are still handed over from the old version.
+    pub fn restore_from(mut self, envelope: Vec<u8>) -> Self {
+        self.state = StateSource::Envelope(envelope);
+        self
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+}
+
+/// Why a reload failed. The old version serves on in every case.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadFault {
+    /// Another reload of this slot is prepared or committing.
+    #[error("another reload of this slot is in progress")]
+    InProgress,
+    /// The slot is closed.
+    #[error("the plugin slot is closed")]
+    Closed,
+    /// The new version names another plugin.
+    #[error("cannot reload plugin `{expected}` with a version of `{found}`")]
+    WrongPlugin {
+        /// The slot's plugin.
+        expected: String,
+        /// The new version's.
+        found: String,
+    },
+    /// A hook of the old or the new version failed or panicked.
+    #[error(transparent)]
+    Hook(#[from] HookFailure),
+    /// A listener vetoed the reload (or panicked, which counts as a veto).
+    #[error("vetoed by listener `{listener}`: {cause}")]
+    Vetoed {
+        /// The listener's name.
+        listener: String,
+        /// Its reason.
+        cause: Cause,
+    },
+    /// The saved state was rejected.
+    #[error("saved state rejected: {0}")]
+    Envelope(#[from] EnvelopeError),
+    /// A migration step went backwards, stood still or overshot.
+    #[error("migration step from schema {from} went to {to}; the target is {target}")]
+    Migration {
+        /// The step's input schema.
+        from: u32,
+        /// What it claimed to produce.
+        to: u32,
+        /// The new version's schema.
+        target: u32,
+    },
+    /// The new version does not declare a resource the old one hands over,
+    /// or declares it as another kind.
+    #[error("resource `{resource}`: {reason}")]
+    Resource {
+        /// The resource's name.
+        resource: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// The old version did not drain in time (quiesced mode).
+    #[error("drain of generation {generation} timed out after {waited:?} with {in_flight} calls in flight")]
+    DrainTimeout {
+        /// The old version's generation.
+        generation: u64,
+        /// How long the gate was closed.
+        waited: Duration,
+        /// Leases still out.
+        in_flight: usize,
+    },
+}
+
+impl ReloadFault {
+    /// The hook failure, if a hook failed.
+    pub fn hook_failure(&self) -> Option<&HookFailure> {
+        match self {
+            ReloadFault::Hook(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+/// What a failed reload had taken from the old version before it failed:
+/// nothing the old version owns is lost even if the host must recover by
+/// hand (the old version itself still has all of it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Salvage {
+    /// The old version's state in its envelope (decode with
+    /// [`SavedState::decode`], or pass to [`ReloadOptions::restore_from`]).
+    pub state: Option<Vec<u8>>,
+    /// Each index's persisted form, by resource name.
+    pub persisted: Vec<(String, Vec<u8>)>,
+    /// Each stream's checkpoint, by resource name.
+    pub checkpoints: Vec<(String, u64)>,
+}
+
+/// The new version, in the phase it reached, handed back by a failed reload.
+pub enum Returned<P: Hooks> {
+    /// Refused before `link` ran.
+    Loaded(Plugin<P, Loaded>),
+    /// `init` failed.
+    Linked(Plugin<P, Linked>),
+    /// Failed after `init`. Resources it had opened or resumed were closed.
+    Initialized(Plugin<P, Initialized>),
+}
+
+impl<P: Hooks> Returned<P> {
+    /// The plugin value.
+    pub fn into_plugin(self) -> P {
+        match self {
+            Returned::Loaded(p) => p.into_inner(),
+            Returned::Linked(p) => p.into_inner(),
+            Returned::Initialized(p) => p.into_inner(),
+        }
+    }
+}
+
+/// A reload failed; the old version serves on. Holds why, the new version
+/// (in the phase it reached) and the [`Salvage`].
+pub struct ReloadFailed<P: Hooks> {
+    // Boxed: the error path is cold, and a `Result` carrying all of this
+    // inline would make every successful reload move it around.
+    inner: Box<Failed<P>>,
+}
+
+struct Failed<P: Hooks> {
+    fault: ReloadFault,
+    plugin: Returned<P>,
+    salvage: Salvage,
+}
+
+impl<P: Hooks> ReloadFailed<P> {
+    fn new(fault: ReloadFault, plugin: Returned<P>, salvage: Salvage) -> Self {
+        ReloadFailed {
+            inner: Box::new(Failed {
+                fault,
+                plugin,
+                salvage,
+            }),
+        }
+    }
+
+    /// Why.
+    pub fn fault(&self) -> &ReloadFault {
+        &self.inner.fault
+    }
+
+    /// What was taken from the old version before the failure.
+    pub fn salvage(&self) -> &Salvage {
+        &self.inner.salvage
+    }
+
+    /// The new version's value.
+    pub fn into_plugin(self) -> P {
+        self.inner.plugin.into_plugin()
+    }
+
+    /// Everything: why, the new version, the salvage.
+    pub fn into_parts(self) -> (ReloadFault, Returned<P>, Salvage) {
+        let Failed {
+            fault,
+            plugin,
+            salvage,
+        } = *self.inner;
+        (fault, plugin, salvage)
+    }
+}
+
+impl<P: Hooks> fmt::Display for ReloadFailed<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "reload failed, old version serving: {}",
+            self.inner.fault
+        )
+    }
+}
+
+impl<P: Hooks> fmt::Debug for ReloadFailed<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadFailed")
+            .field("fault", &self.inner.fault)
+            .field("salvage", &self.inner.salvage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Hooks> std::error::Error for ReloadFailed<P> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.inner.fault)
+    }
+}
+
+/// What moved from the old version to the new one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// The state's schema as saved, and as restored (`None` if the old
+    /// version had no state).
+    pub state: Option<(u32, u32)>,
+    /// Migration steps run.
+    pub migration_steps: u32,
+    /// Size of the saved state's envelope.
+    pub state_bytes: usize,
+    /// Resources handed over, in order.
+    pub resources: Vec<Resource>,
+}
+
+/// A committed reload: the old version (`Draining`; already drained in
+/// quiesced mode) and what happened.
+pub struct Committed<P: Hooks> {
+    /// The version cut over from. Wait on it to see it finalized.
+    pub old: Plugin<P, Draining>,
+    /// Generation cut over to.
+    pub generation: u64,
+    /// How long new calls waited at the gate (quiesced mode).
+    pub quiesce: Option<Duration>,
+    /// What was carried over.
+    pub transfer: Transfer,
+}
+
+impl<P: Hooks> fmt::Debug for Committed<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Committed")
+            .field("old", &self.old)
+            .field("generation", &self.generation)
+            .field("quiesce", &self.quiesce)
+            .field("transfer", &self.transfer)
+            .finish()
+    }
+}
+
+/// The slot's reload turn, held from prepare to commit or abort. Dropping
+/// it gives the turn back and wakes whoever waits for it.
+struct Turn<'s, P: Hooks> {
+    shared: &'s Shared<P>,
+}
+
+impl<P: Hooks> Drop for Turn<'_, P> {
+    fn drop(&mut self) {
+        self.shared.writer.lock().turn = false;
+        self.shared.turn_free.wake_all();
+    }
+}
+
+/// A reload that is prepared and not yet committed: the new version is
+/// linked, initialized and accepted by every listener; in immediate mode it
+/// also holds the old version's state and resources. Callers still see only
+/// the old version. [`commit`](Self::commit) cuts over;
+/// [`abort`](Self::abort), or dropping this, discards the new version and
+/// leaves the old one exactly as it was.
+///
+/// While it exists, the slot refuses other reloads (and `replace`) with
+/// [`ReloadFault::InProgress`].
+#[must_use = "dropping a prepared reload aborts it"]
+pub struct Prepared<'s, P: Stateful> {
+    slot: &'s Slot<P>,
+    // `Option` so that commit and abort can take them; always `Some` until then.
+    next: Option<Plugin<P, Initialized>>,
+    turn: Option<Turn<'s, P>>,
+    options: ReloadOptions,
+    from_generation: u64,
+    /// Immediate mode: what was carried at prepare.
+    carried: Option<Transfer>,
+    /// Immediate mode: what the new version opened or resumed (closed on abort).
+    opened: Vec<String>,
+    salvage: Salvage,
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+}
+
+impl<P: Stateful> Slot<P> {
+    /// Prepares a reload to `next`: link, init, compatibility checks, the
+    /// listeners' vote and, in [`Mode::Immediate`], the transfer of the old
+    /// version's state and resources. Callers are not affected.
+    ///
+    /// # Errors
+    ///
+    /// [`ReloadFailed`] with the new version in the phase it reached and
+    /// whatever was taken from the old one; the slot serves on unchanged.
+    /// [`ReloadFault::InProgress`] if another reload holds the turn (unless
+    /// [`ReloadOptions::wait_for_turn`] was given, then only once that
+    /// timeout passed).
+    pub fn prepare(
+        &self,
+        next: Plugin<P, Loaded>,
+        cx: &P::Context,
+        options: ReloadOptions,
+    ) -> Result<Prepared<'_, P>, ReloadFailed<P>> {
+        let shared = &*self.shared;
+        let fail = |fault: ReloadFault, plugin: Returned<P>, salvage: Salvage| {
+            Counters::bump(&shared.counters.failed_reloads);
+            let generation = self.generation();
+            shared.emit(&Event::Failed {
+                plugin: &shared.name,
+                generation,
+                rolled_back: false,
+                error: &fault,
+            });
+            ReloadFailed::new(fault, plugin, salvage)
+        };
+        let turn = match self.take_turn(options.wait_for_turn) {
+            Ok(turn) => turn,
+            Err(fault) => return Err(fail(fault, Returned::Loaded(next), Salvage::default())),
+        };
+        if next.get().name() != shared.name {
+            let fault = ReloadFault::WrongPlugin {
+                expected: shared.name.clone(),
+                found: next.get().name().to_owned(),
+            };
+            return Err(fail(fault, Returned::Loaded(next), Salvage::default()));
+        }
+        let next = match next.prepare(cx) {
+            Ok(ready) => ready,
+            Err(PrepareError::Link(e)) => {
+                let (plugin, failure) = e.into_parts();
+                return Err(fail(
+                    failure.into(),
+                    Returned::Loaded(plugin),
+                    Salvage::default(),
+                ));
+            }
+            Err(PrepareError::Init(e)) => {
+                let (plugin, failure) = e.into_parts();
+                return Err(fail(
+                    failure.into(),
+                    Returned::Linked(plugin),
+                    Salvage::default(),
+                ));
+            }
+        };
+        let mut prepared = Prepared {
+            slot: self,
+            next: Some(next),
+            turn: Some(turn),
+            from_generation: 0,
+            options,
+            carried: None,
+            opened: Vec::new(),
+            salvage: Salvage::default(),
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::none(),
+        };
+        match prepared.check_and_carry() {
+            Ok(()) => {
+                let to_version = prepared.new_plugin().version().to_owned();
+                #[cfg(feature = "tracing")]
+                {
+                    prepared.span = crate::telemetry::reload_span(
+                        &shared.name,
+                        prepared.from_generation,
+                        &to_version,
+                        prepared.options.mode,
+                    );
+                }
+                #[cfg(feature = "tracing")]
+                let _entered = prepared.span.clone().entered();
+                shared.emit(&Event::Prepared {
+                    plugin: &shared.name,
+                    from_generation: prepared.from_generation,
+                    to_version: &to_version,
+                    mode: prepared.options.mode,
+                });
+                Ok(prepared)
+            }
+            Err(fault) => {
+                let (plugin, salvage) = prepared.dismantle();
+                Err(fail(fault, Returned::Initialized(plugin), salvage))
+            }
+        }
+    }
+
+    /// Takes the slot's reload turn, waiting for it if asked.
+    fn take_turn(&self, wait: Option<Duration>) -> Result<Turn<'_, P>, ReloadFault> {
+        let shared = &*self.shared;
+        let deadline = wait.and_then(|w| Instant::now().checked_add(w));
+        loop {
+            {
+                let mut writer = shared.writer.lock();
+                if shared.is_closed() {
+                    return Err(ReloadFault::Closed);
+                }
+                if !writer.turn {
+                    writer.turn = true;
+                    return Ok(Turn { shared });
+                }
+            }
+            if wait.is_none() {
+                return Err(ReloadFault::InProgress);
+            }
+            // Register, then look (see `waiters`).
+            shared.turn_free.register_thread();
+            if !shared.writer.lock().turn {
+                continue;
+            }
+            if park_until(deadline) == Parked::Expired && shared.writer.lock().turn {
+                return Err(ReloadFault::InProgress);
+            }
+        }
+    }
+}
+
+impl<'s, P: Stateful> Prepared<'s, P> {
+    fn new_plugin(&self) -> &P {
+        match &self.next {
+            Some(next) => next.get(),
+            None => unreachable!("taken only by commit and abort, which consume self"),
+        }
+    }
+
+    /// Compatibility, the listeners' vote and, in immediate mode, the
+    /// transfer (under a lease on the old version, which keeps serving).
+    fn check_and_carry(&mut self) -> Result<(), ReloadFault> {
+        let slot = self.slot;
+        let shared = &*slot.shared;
+        // The old version serves on while we read it: a lease keeps it from
+        // being finalized. We hold the turn, so its gate is open and no one
+        // else cuts over; only `close` could, and the lease outlives that.
+        let old = slot.enter().map_err(|_| ReloadFault::Closed)?;
+        self.from_generation = old.generation();
+        let Some(next) = self.next.as_mut() else {
+            unreachable!("taken only by commit and abort")
+        };
+        let generation = Some(self.from_generation);
+        let old_resources = run_ref_hook(&*old, Hook::Describe, generation, |p| Ok(p.resources()))?;
+        let new_resources = run_ref_hook(next.get(), Hook::Describe, None, |p| Ok(p.resources()))?;
+        declared_compatible(&old_resources, &new_resources)?;
+        let proposal = Proposal {
+            plugin: &shared.name,
+            from_generation: self.from_generation,
+            from_version: old.version(),
+            to_version: next.get().version(),
+            mode: self.options.mode,
+        };
+        if let Err(veto) = shared.listeners.vote(&shared.counters, &proposal) {
+            Counters::bump(&shared.counters.vetoed);
+            let fault = ReloadFault::Vetoed {
+                listener: veto.listener,
+                cause: veto.cause,
+            };
+            let reason = fault.to_string();
+            shared.emit(&Event::Vetoed {
+                plugin: &shared.name,
+                listener: match &fault {
+                    ReloadFault::Vetoed { listener, .. } => listener,
+                    _ => "",
+                },
+                reason: &reason,
+            });
+            return Err(fault);
+        }
+        if self.options.mode == Mode::Immediate {
+            let carried = transfer(
+                &*old,
+                self.from_generation,
+                next.get_mut(),
+                &self.options.state,
+                &mut self.salvage,
+                &mut self.opened,
+            )?;
+            self.carried = Some(carried);
+        }
+        Ok(())
+    }
+
+    /// Takes the new version back out, closing what it opened.
+    fn dismantle(&mut self) -> (Plugin<P, Initialized>, Salvage) {
+        let Some(mut next) = self.next.take() else {
+            unreachable!("dismantled once, by a path that consumes self")
+        };
+        close_opened(next.get_mut(), &mut self.opened);
+        (next, std::mem::take(&mut self.salvage))
+    }
+
+    /// The prepared version.
+    pub fn plugin(&self) -> &P {
+        self.new_plugin()
+    }
+
+    /// Generation of the version it will cut over from.
+    pub fn from_generation(&self) -> u64 {
+        self.from_generation
+    }
+
+    /// The mode it will commit in.
+    pub fn mode(&self) -> Mode {
+        self.options.mode
+    }
+
+    /// Discards the new version (closing what it opened) and gives back the
+    /// turn; the old version is exactly as it was. Returns the new version.
+    pub fn abort(mut self) -> Plugin<P, Initialized> {
+        let (next, _salvage) = self.dismantle();
+        let shared = &*self.slot.shared;
+        Counters::bump(&shared.counters.aborted);
+        #[cfg(feature = "tracing")]
+        let _entered = self.span.clone().entered();
+        shared.emit(&Event::Aborted {
+            plugin: &shared.name,
+            generation: self.from_generation,
+            to_version: next.get().version(),
+        });
+        next
+    }
+
+    /// Cuts over to the new version in the prepared [`Mode`].
+    ///
+    /// # Errors
+    ///
+    /// [`ReloadFailed`] with the new version (its opened resources closed)
+    /// and the [`Salvage`]; the old version serves on with its state and
+    /// resources as they were. In quiesced mode: the drain timed out, or a
+    /// step of the transfer failed, and the gate reopened on the old version.
+    pub fn commit(mut self) -> Result<Committed<P>, ReloadFailed<P>> {
+        #[cfg(feature = "tracing")]
+        let _entered = self.span.clone().entered();
+        let result = match self.options.mode {
+            Mode::Immediate => self.commit_immediate(),
+            Mode::Quiesced { timeout } => self.commit_quiesced(timeout),
+        };
+        let shared = &*self.slot.shared;
+        match result {
+            Ok(committed) => {
+                Counters::bump(&shared.counters.reloads);
+                shared.emit(&Event::Committed {
+                    plugin: &shared.name,
+                    from_generation: self.from_generation,
+                    to_generation: committed.generation,
+                    mode: self.options.mode,
+                    quiesce: committed.quiesce,
+                });
+                Ok(committed)
+            }
+            Err((fault, rolled_back)) => {
+                Counters::bump(&shared.counters.failed_reloads);
+                if rolled_back {
+                    Counters::bump(&shared.counters.rolled_back);
+                }
+                shared.emit(&Event::Failed {
+                    plugin: &shared.name,
+                    generation: self.slot.generation(),
+                    rolled_back,
+                    error: &fault,
+                });
+                let (next, salvage) = self.dismantle();
+                Err(ReloadFailed::new(
+                    fault,
+                    Returned::Initialized(next),
+                    salvage,
+                ))
+            }
+        }
+    }
+
+    fn take_next_version(&mut self, generation: u64) -> Owned<Version<P>> {
+        let Some(next) = self.next.take() else {
+            unreachable!("taken once, by commit")
+        };
+        Owned::new(Version::new(next.into_inner(), generation))
+    }
+
+    fn commit_immediate(&mut self) -> Result<Committed<P>, (ReloadFault, bool)> {
+        let slot = self.slot;
+        let shared = &*slot.shared;
+        let mut writer = shared.writer.lock();
+        if shared.is_closed() {
+            return Err((ReloadFault::Closed, false));
+        }
+        let generation = writer.next_generation;
+        let version = self.take_next_version(generation);
+        match cut_over(&shared.current, Some(version)) {
+            Ok(old) => {
+                writer.next_generation += 1;
+                let old = slot.track(&mut writer, old);
+                self.opened.clear();
+                Ok(Committed {
+                    old,
+                    generation,
+                    quiesce: None,
+                    transfer: self.carried.take().unwrap_or_default(),
+                })
+            }
+            Err(_) => unreachable!("checked open under the writer lock"),
+        }
+    }
+
+    fn commit_quiesced(&mut self, timeout: Duration) -> Result<Committed<P>, (ReloadFault, bool)> {
+        let slot = self.slot;
+        let shared = &*slot.shared;
+        let started = Instant::now();
+        let deadline = started.checked_add(timeout);
+        // Q1-Q2: close the gate. From here until the gate opens, a `Quiesce`
+        // guard reopens it if anything unwinds, so the slot cannot wedge.
+        let old = {
+            let mut writer = shared.writer.lock();
+            if shared.is_closed() {
+                return Err((ReloadFault::Closed, false));
+            }
+            // Before the tag: a caller that sees the tag then finds the gate
+            // closed, and parks instead of retrying. Release: pairs with the
+            // Acquire of a waiter that sees it cleared (see `Quiesce`).
+            shared.gate_closed.store(true, Ordering::Release);
+            writer.quiescing = true;
+            let Some(old) = close_gate(&shared.current) else {
+                unreachable!("checked open under the writer lock")
+            };
+            old
+        };
+        let quiesce = Quiesce {
+            shared,
+            armed: true,
+        };
+        // SAFETY: the old version is current and stays so while we quiesce
+        // (cut-overs need the turn, which we hold, and `close` waits for the
+        // gate), so it is live.
+        let old_version = unsafe { old.as_ref() };
+        debug_assert_eq!(old_version.generation, self.from_generation);
+        // Q3: wait, parked, for the last lease on the old version.
+        if !old_version.wait_drained(deadline) {
+            let in_flight = old_version.in_flight();
+            drop(quiesce);
+            return Err((
+                ReloadFault::DrainTimeout {
+                    generation: self.from_generation,
+                    waited: started.elapsed(),
+                    in_flight,
+                },
+                true,
+            ));
+        }
+        // Q4-Q5. SAFETY: drained with its gate closed, so no lease on the
+        // old version exists or can be granted (pair A), and it is live
+        // (above); `take_plugin` runs only after a cut-over we have not made.
+        let old_plugin = unsafe { old_version.plugin() };
+        let Some(next) = self.next.as_mut() else {
+            unreachable!("taken only by commit, once")
+        };
+        let carried = transfer(
+            old_plugin,
+            self.from_generation,
+            next.get_mut(),
+            &self.options.state,
+            &mut self.salvage,
+            &mut self.opened,
+        );
+        let carried = match carried {
+            Ok(carried) => carried,
+            Err(fault) => {
+                // Close what the new version opened *before* the gate
+                // reopens: the old version resumes serving with nothing of
+                // the new one still holding its resources.
+                close_opened(next.get_mut(), &mut self.opened);
+                drop(quiesce);
+                return Err((fault, true));
+            }
+        };
+        // Q6: cut over; the new version's pointer is untagged, so this
+        // opens the gate for it.
+        let mut writer = shared.writer.lock();
+        let generation = writer.next_generation;
+        let version = self.take_next_version(generation);
+        let Ok(old) = cut_over(&shared.current, Some(version)) else {
+            unreachable!("the gated version is current until we cut over")
+        };
+        debug_assert_eq!(old, NonNull::from(old_version));
+        writer.next_generation += 1;
+        let old = slot.track(&mut writer, old);
+        drop(writer);
+        self.opened.clear();
+        let waited = started.elapsed();
+        quiesce.finish(false);
+        shared.counters.quiesce_time.record(waited);
+        Ok(Committed {
+            old,
+            generation,
+            quiesce: Some(waited),
+            transfer: carried,
+        })
+    }
+}
+
+impl<P: Stateful> Drop for Prepared<'_, P> {
+    fn drop(&mut self) {
+        if self.next.is_some() {
+            // Dropped unused: an abort.
+            let (next, _salvage) = self.dismantle();
+            let shared = &*self.slot.shared;
+            Counters::bump(&shared.counters.aborted);
+            shared.emit(&Event::Aborted {
+                plugin: &shared.name,
+                generation: self.from_generation,
+                to_version: next.get().version(),
+            });
+        }
+        // The turn goes last: a waiting reload starts only after this one
+        // is entirely over.
+        self.turn.take();
+    }
+}
+
+impl<P: Stateful> fmt::Debug for Prepared<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepared")
+            .field("plugin", &self.slot.name())
+            .field("from_generation", &self.from_generation)
+            .field("mode", &self.options.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Open while a quiesced commit holds the gate closed; reopens it on the
+/// old version (roll back) when dropped armed, including by unwinding.
+struct Quiesce<'s, P: Hooks> {
+    shared: &'s Shared<P>,
+    armed: bool,
+}
+
+impl<P: Hooks> Quiesce<'_, P> {
+    /// Ends the quiesce; `roll_back` reopens the gate on the old version
+    /// (otherwise the caller already cut over, which opened it).
+    fn finish(mut self, roll_back: bool) {
+        self.armed = roll_back;
+    }
+}
+
+impl<P: Hooks> Drop for Quiesce<'_, P> {
+    fn drop(&mut self) {
+        let shared = self.shared;
+        {
+            let mut writer = shared.writer.lock();
+            if self.armed {
+                open_gate(&shared.current);
+            }
+            writer.quiescing = false;
+        }
+        // Condition first, then wake (see `waiters`). Release: a caller
+        // that sees the gate open (Acquire) also sees the untagged pointer.
+        shared.gate_closed.store(false, Ordering::Release);
+        shared.gate.wake_all();
+    }
+}
+
+/// The resources the old version hands over must each be declared by the
+/// new one, as the same kind. (Schemas are checked on the real persisted
+/// bytes, by `check_compat`, during the transfer.)
+fn declared_compatible(old: &[Resource], new: &[Resource]) -> Result<(), ReloadFault> {
+    for o in old {
+        match new.iter().find(|n| n.name == o.name) {
+            None => {
+                return Err(ReloadFault::Resource {
+                    resource: o.name.clone(),
+                    reason: "the old version hands it over but the new one does not declare it"
+                        .to_owned(),
+                })
+            }
+            Some(n) if n.kind != o.kind => {
+                return Err(ReloadFault::Resource {
+                    resource: o.name.clone(),
+                    reason: format!(
+                        "a {} in the old version but a {} in the new",
+                        o.kind, n.kind
+                    ),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Moves state and resources from `old` (read only) to `new`. The old side
+/// runs first and fills `salvage`, so a failure on the new side loses
+/// nothing; `opened` lists what the new side opened or resumed, for the
+/// caller to close on failure.
+fn transfer<P: Stateful>(
+    old: &P,
+    old_generation: u64,
+    new: &mut P,
+    source: &StateSource,
+    salvage: &mut Salvage,
+    opened: &mut Vec<String>,
+) -> Result<Transfer, ReloadFault> {
+    let old_gen = Some(old_generation);
+    // Old side: save, persist, checkpoint. `&P` only.
+    let envelope = match source {
+        StateSource::Old => run_ref_hook(old, Hook::Save, old_gen, |p| {
+            Ok(p.save()?
+                .map(|bytes| SavedState::new(p.schema(), bytes).encode()))
+        })?,
+        StateSource::Envelope(bytes) => Some(bytes.clone()),
+    };
+    salvage.state.clone_from(&envelope);
+    let resources = run_ref_hook(old, Hook::Describe, old_gen, |p| Ok(p.resources()))?;
+    let mut persisted = Vec::new();
+    let mut positions = Vec::new();
+    for r in &resources {
+        match r.kind {
+            ResourceKind::Index => {
+                let bytes = run_ref_hook(old, Hook::Persist, old_gen, |p| p.persist(&r.name))?;
+                salvage.persisted.push((r.name.clone(), bytes.clone()));
+                persisted.push((r, bytes));
+            }
+            ResourceKind::Stream => {
+                let at = run_ref_hook(old, Hook::Checkpoint, old_gen, |p| p.checkpoint(&r.name))?;
+                salvage.checkpoints.push((r.name.clone(), at));
+                positions.push((r, at));
+            }
+        }
+    }
+    // New side: migrate and restore the state, then open and resume.
+    let mut report = Transfer {
+        resources: resources.clone(),
+        ..Transfer::default()
+    };
+    if let Some(envelope) = &envelope {
+        report.state_bytes = envelope.len();
+        let saved = SavedState::decode(envelope)?;
+        let target = run_hook(new, Hook::Describe, None, |p| Ok(p.schema()))?;
+        if saved.schema > target {
+            return Err(EnvelopeError::UnknownSchema {
+                found: saved.schema,
+                known: target,
+            }
+            .into());
+        }
+        let (mut schema, mut bytes) = (saved.schema, saved.bytes);
+        while schema < target {
+            let from = schema;
+            let (to, out) = run_hook(new, Hook::Migrate, None, |p| p.migrate(from, bytes))?;
+            if to <= from || to > target {
+                return Err(ReloadFault::Migration { from, to, target });
+            }
+            report.migration_steps += 1;
+            (schema, bytes) = (to, out);
+        }
+        run_hook(new, Hook::Restore, None, |p| p.restore(&bytes))?;
+        report.state = Some((saved.schema, target));
+    }
+    let declared = run_hook(new, Hook::Describe, None, |p| Ok(p.resources()))?;
+    declared_compatible(&resources, &declared)?;
+    for (r, bytes) in &persisted {
+        run_hook(new, Hook::CheckCompat, None, |p| p.check_compat(r, bytes))?;
+        run_hook(new, Hook::Open, None, |p| p.open(&r.name, bytes))?;
+        opened.push(r.name.clone());
+    }
+    for (r, at) in &positions {
+        run_hook(new, Hook::Resume, None, |p| p.resume(&r.name, *at))?;
+        opened.push(r.name.clone());
+    }
+    Ok(report)
+}
+
+/// Closes, newest first, what the new version opened or resumed. A panic in
+/// `close` is contained: the reload is failing already, and the old
+/// version's resources are not the new one's to touch.
+fn close_opened<P: Stateful>(new: &mut P, opened: &mut Vec<String>) {
+    while let Some(name) = opened.pop() {
+        let _ = catch_unwind(AssertUnwindSafe(|| new.close(&name)));
+    }
+}

@@ -1,0 +1,86 @@
+//! A quiesced commit racing a call, and a quiesce that times out and rolls
+//! back: no update is lost (the save is ordered after every call on the old
+//! version, the restore before every call on the new one) and a call at the
+//! gate proceeds on whichever version is current when the gate opens.
+#![cfg(loom)]
+
+mod loom_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use loom_support::{model, tallied_slot, Tallied, Tally};
+use reload_core::{ReloadFault, ReloadOptions};
+
+/// No deadline: a lost wake-up would park the commit forever, which loom
+/// reports as a deadlock rather than letting a timeout hide it.
+#[test]
+fn quiesced_commit_races_a_call() {
+    model(|| {
+        let tally = Tally::new();
+        let slot = tallied_slot(&tally);
+        let caller = {
+            let slot = Arc::clone(&slot);
+            loom::thread::spawn(move || slot.call(Tallied::inc))
+        };
+        let committed = slot
+            .prepare(
+                Tallied::new(2, &tally),
+                &(),
+                ReloadOptions::quiesced(Duration::MAX),
+            )
+            .and_then(|p| p.commit());
+        let Ok(committed) = committed else {
+            panic!("with no deadline the commit cannot fail");
+        };
+        let served_by = caller.join().expect("caller").expect("served");
+        // Drained before the cut-in: finalizing does not wait.
+        assert!(committed.old.is_drained());
+        let removed = committed.old.wait().expect("finalizes");
+        let lease = slot.enter().expect("serving");
+        assert_eq!(lease.id, 2);
+        // The one update is counted exactly once, wherever it ran: on v1
+        // before the save (carried) or on v2 after the restore.
+        assert_eq!(lease.count(), 1, "served by v{served_by}");
+        assert_eq!(removed.get().count(), u64::from(served_by == 1));
+        assert_eq!(tally.shutdowns(), 1);
+    });
+}
+
+/// A deadline (under loom it passes after one yield): the commit either
+/// drains in time or rolls back, and the gate reopens either way.
+#[test]
+fn quiesce_times_out_and_rolls_back() {
+    model(|| {
+        let tally = Tally::new();
+        let slot = tallied_slot(&tally);
+        let caller = {
+            let slot = Arc::clone(&slot);
+            loom::thread::spawn(move || slot.call(Tallied::inc))
+        };
+        let outcome = slot
+            .prepare(
+                Tallied::new(2, &tally),
+                &(),
+                ReloadOptions::quiesced(Duration::from_secs(1)),
+            )
+            .and_then(|p| p.commit());
+        let served_by = caller.join().expect("caller").expect("served");
+        let lease = slot.enter().expect("serving");
+        match outcome {
+            Ok(committed) => {
+                assert_eq!(lease.id, 2);
+                drop(lease);
+                committed.old.wait().expect("finalizes");
+            }
+            Err(e) => {
+                assert!(matches!(e.fault(), ReloadFault::DrainTimeout { .. }));
+                // Rolled back: v1 serves on and took the call.
+                assert_eq!((lease.id, served_by), (1, 1));
+                assert_eq!(tally.shutdowns(), 0);
+                drop(lease);
+            }
+        }
+        assert_eq!(slot.enter().expect("serving").count(), 1);
+    });
+}

@@ -1,0 +1,764 @@
+//! Stateful reloads: prepare / commit / abort, quiesced and immediate
+//! cut-over, state migration and the two-phase resource handoff, under
+//! concurrent callers and under every injected failure.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::Duration;
+
+use reload_core::testing::{Book, Counter, CounterFaults, ResourceState};
+use reload_core::{
+    BoxError, EnvelopeError, Event, Hook, Listener, Mode, Plugin, Proposal, ReloadFault,
+    ReloadOptions, SavedState, Slot, Stateful, TryEnterError,
+};
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn slot_with(book: &Arc<Book>, schema: u32) -> Slot<Counter> {
+    let first = Plugin::new(Counter::new("v1", schema, book))
+        .prepare(&())
+        .expect("a counter prepares");
+    Slot::new(first)
+}
+
+fn next(label: &str, schema: u32, book: &Arc<Book>) -> Plugin<Counter> {
+    Plugin::new(Counter::next(label, schema, book))
+}
+
+fn faulty(label: &str, book: &Arc<Book>, faults: CounterFaults) -> Plugin<Counter> {
+    Plugin::new(Counter::next(label, 1, book).with_faults(faults))
+}
+
+/// Increments `n` times and adds two index records; returns the count.
+fn load_up(slot: &Slot<Counter>, n: u64) -> u64 {
+    for _ in 0..n {
+        slot.call(Counter::inc).expect("serving");
+    }
+    let lease = slot.enter().expect("serving");
+    lease.put("alpha", "first");
+    lease.put("beta", "second");
+    lease.count()
+}
+
+/// The old version serves on, with its state and resources as they were.
+fn assert_old_intact(slot: &Slot<Counter>, book: &Book, count: u64) {
+    let lease = slot.enter().expect("still serving");
+    assert_eq!(lease.label(), "v1");
+    assert_eq!(lease.generation(), 1);
+    assert_eq!(lease.count(), count, "state intact");
+    assert_eq!(lease.position(), count, "stream intact");
+    assert_eq!(lease.records().len(), 2, "index intact");
+    assert_eq!(book.resource("v1", "idx"), Some(ResourceState::Open));
+    assert_eq!(book.resource("v1", "cdc"), Some(ResourceState::Open));
+    drop(lease);
+    assert_eq!(slot.stats().draining_now, 0);
+}
+
+/// After any failure the next reload starts and carries everything (S6).
+fn assert_next_reload_works(slot: &Slot<Counter>, book: &Arc<Book>, count: u64) {
+    let prepared = slot
+        .prepare(next("v9", 1, book), &(), ReloadOptions::quiesced(LONG))
+        .expect("the next reload can start");
+    let committed = prepared.commit().expect("and commit");
+    committed.old.wait().expect("v1 finalizes");
+    let lease = slot.enter().expect("serving");
+    assert_eq!((lease.label(), lease.count()), ("v9", count));
+    assert_eq!(lease.records().len(), 2);
+    assert_eq!(book.resource("v1", "idx"), Some(ResourceState::Closed));
+    assert_eq!(book.resource("v9", "idx"), Some(ResourceState::Open));
+}
+
+#[test]
+fn a_thousand_quiesced_reloads_under_increments_lose_and_double_nothing() {
+    const RELOADS: u64 = 1000;
+    const WORKERS: usize = 2;
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let stop = AtomicBool::new(false);
+    let made: Vec<u64> = thread::scope(|s| {
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut made = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        if slot.call(Counter::inc).is_ok() {
+                            made += 1;
+                        }
+                    }
+                    made
+                })
+            })
+            .collect();
+        for i in 0..RELOADS {
+            // The first reload migrates the state 1 -> 2 -> 3; schemas only
+            // move forward, so every later version is schema 3 too.
+            let schema = 3;
+            let label = format!("g{}", i + 2);
+            let committed = slot
+                .prepare(
+                    next(&label, schema, &book),
+                    &(),
+                    ReloadOptions::quiesced(LONG),
+                )
+                .and_then(|p| p.commit())
+                .expect("every reload commits");
+            assert!(
+                committed.old.is_drained(),
+                "quiesced: drained before cut-in"
+            );
+            committed.old.wait().expect("old version finalizes");
+        }
+        stop.store(true, Ordering::Relaxed);
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("worker"))
+            .collect()
+    });
+    let total: u64 = made.iter().sum();
+    eprintln!("{RELOADS} quiesced reloads under {total} increments ({made:?} per worker)");
+    let lease = slot.enter().expect("serving");
+    assert_eq!(lease.count(), total, "every increment, exactly once");
+    assert_eq!(
+        lease.position(),
+        total,
+        "the stream resumed where it stopped"
+    );
+    assert_eq!(lease.label(), format!("g{}", RELOADS + 1));
+    drop(lease);
+    assert!(
+        made.iter().all(|&m| m > 0),
+        "every worker made progress: {made:?}"
+    );
+    assert_eq!(book.saves(), RELOADS);
+    assert_eq!(book.restores(), RELOADS, "restored exactly once per reload");
+    let stats = slot.stats();
+    assert_eq!(stats.reloads, RELOADS);
+    assert_eq!(stats.failed_reloads, 0);
+    assert_eq!(stats.quiesce_time.count, RELOADS);
+    assert_eq!(stats.drains_completed, RELOADS);
+    assert_eq!(book.resource("g2", "cdc"), Some(ResourceState::Closed));
+    assert_eq!(
+        book.resource(&format!("g{}", RELOADS + 1), "cdc"),
+        Some(ResourceState::Open)
+    );
+}
+
+#[test]
+fn migration_runs_the_chain_one_step_at_a_time() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let count = load_up(&slot, 41);
+    let committed = slot
+        .prepare(next("v3", 3, &book), &(), ReloadOptions::quiesced(LONG))
+        .and_then(|p| p.commit())
+        .expect("1 -> 2 -> 3");
+    assert_eq!(committed.transfer.state, Some((1, 3)));
+    assert_eq!(committed.transfer.migration_steps, 2);
+    assert_eq!(committed.transfer.resources.len(), 2);
+    let lease = slot.enter().expect("serving");
+    assert_eq!((lease.count(), lease.migrations()), (count, 2));
+    assert_eq!(
+        lease.records(),
+        vec![
+            ("alpha".to_owned(), "first".to_owned()),
+            ("beta".to_owned(), "second".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn immediate_mode_carries_the_snapshot_taken_at_prepare() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let count = load_up(&slot, 10);
+    let prepared = slot
+        .prepare(next("v2", 1, &book), &(), ReloadOptions::immediate())
+        .expect("prepares");
+    // The old version still serves, and this update is after the snapshot:
+    // immediate mode does not carry it (that is what quiesced mode is for).
+    assert_eq!(slot.call(Counter::inc).expect("old serves"), count + 1);
+    assert_eq!(slot.enter().expect("serving").label(), "v1");
+    let committed = prepared.commit().expect("cuts over");
+    assert_eq!(slot.enter().expect("serving").count(), count);
+    let removed = committed.old.wait().expect("finalizes");
+    assert_eq!(removed.get().count(), count + 1);
+}
+
+#[test]
+fn a_failed_restore_leaves_the_old_version_serving_with_everything() {
+    for faults in [
+        CounterFaults {
+            fail_restore: true,
+            ..CounterFaults::default()
+        },
+        CounterFaults {
+            panic_restore: true,
+            ..CounterFaults::default()
+        },
+    ] {
+        let book = Book::new();
+        let slot = slot_with(&book, 1);
+        let count = load_up(&slot, 25);
+        let err = slot
+            .prepare(
+                faulty("v2", &book, faults),
+                &(),
+                ReloadOptions::quiesced(LONG),
+            )
+            .and_then(|p| p.commit())
+            .expect_err("restore fails");
+        let failure = err.fault().hook_failure().expect("a hook failed");
+        assert_eq!(failure.hook, Hook::Restore);
+        // Nothing lost: the error carries the state and every handoff.
+        let saved = SavedState::decode(err.salvage().state.as_deref().expect("state saved"))
+            .expect("a valid envelope");
+        assert_eq!(saved, SavedState::new(1, count.to_string().into_bytes()));
+        assert_eq!(err.salvage().checkpoints, vec![("cdc".to_owned(), count)]);
+        assert_eq!(err.salvage().persisted.len(), 1);
+        assert_eq!(err.into_plugin().label(), "v2");
+        assert_old_intact(&slot, &book, count);
+        assert_eq!(slot.stats().rolled_back, 1);
+        assert_next_reload_works(&slot, &book, count);
+    }
+}
+
+#[test]
+fn a_failed_open_closes_nothing_of_the_old_version() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let count = load_up(&slot, 7);
+    let err = slot
+        .prepare(
+            faulty(
+                "v2",
+                &book,
+                CounterFaults {
+                    fail_open: true,
+                    ..CounterFaults::default()
+                },
+            ),
+            &(),
+            ReloadOptions::quiesced(LONG),
+        )
+        .and_then(|p| p.commit())
+        .expect_err("open fails");
+    assert_eq!(err.fault().hook_failure().map(|f| f.hook), Some(Hook::Open));
+    let persisted = &err.salvage().persisted;
+    assert_eq!(persisted[0].0, "idx");
+    assert_eq!(persisted[0].1, b"alpha=first\nbeta=second\n");
+    assert_eq!(book.resource("v2", "idx"), None, "never opened");
+    assert_old_intact(&slot, &book, count);
+    assert_next_reload_works(&slot, &book, count);
+}
+
+#[test]
+fn a_failed_resume_closes_what_the_new_version_had_opened() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let count = load_up(&slot, 9);
+    let err = slot
+        .prepare(
+            faulty(
+                "v2",
+                &book,
+                CounterFaults {
+                    fail_resume: true,
+                    ..CounterFaults::default()
+                },
+            ),
+            &(),
+            ReloadOptions::quiesced(LONG),
+        )
+        .and_then(|p| p.commit())
+        .expect_err("resume fails");
+    assert_eq!(
+        err.fault().hook_failure().map(|f| f.hook),
+        Some(Hook::Resume)
+    );
+    assert_eq!(err.salvage().checkpoints, vec![("cdc".to_owned(), count)]);
+    // Two-phase: the index the new version had opened was closed again.
+    assert_eq!(book.resource("v2", "idx"), Some(ResourceState::Closed));
+    assert_old_intact(&slot, &book, count);
+    assert_next_reload_works(&slot, &book, count);
+}
+
+#[test]
+fn failures_in_immediate_mode_leave_the_old_version_too() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let count = load_up(&slot, 3);
+    for faults in [
+        CounterFaults {
+            fail_save: true,
+            ..CounterFaults::default()
+        },
+        CounterFaults {
+            fail_open: true,
+            ..CounterFaults::default()
+        },
+        CounterFaults {
+            fail_resume: true,
+            ..CounterFaults::default()
+        },
+    ] {
+        // `fail_save` and `fail_persist` are faults of the *old* version;
+        // here the new one carries them, so only new-side faults bite.
+        let err = slot.prepare(
+            faulty("v2", &book, faults.clone()),
+            &(),
+            ReloadOptions::immediate(),
+        );
+        match err {
+            Ok(prepared) => {
+                assert!(faults.fail_save, "only the old side's fault passes");
+                drop(prepared);
+            }
+            Err(e) => assert!(e.fault().hook_failure().is_some()),
+        }
+        assert_old_intact(&slot, &book, count);
+    }
+    assert_eq!(slot.stats().aborted, 1);
+    assert_next_reload_works(&slot, &book, count);
+}
+
+#[test]
+fn an_old_version_that_cannot_save_or_persist_is_left_serving() {
+    for faults in [
+        CounterFaults {
+            fail_save: true,
+            ..CounterFaults::default()
+        },
+        CounterFaults {
+            fail_persist: true,
+            ..CounterFaults::default()
+        },
+    ] {
+        let book = Book::new();
+        let first = Plugin::new(Counter::new("v1", 1, &book).with_faults(faults.clone()))
+            .prepare(&())
+            .expect("prepares");
+        let slot = Slot::new(first);
+        let count = load_up(&slot, 5);
+        let err = slot
+            .prepare(next("v2", 1, &book), &(), ReloadOptions::quiesced(LONG))
+            .and_then(|p| p.commit())
+            .expect_err("old side fails");
+        let hook = err.fault().hook_failure().map(|f| f.hook);
+        assert!(matches!(hook, Some(Hook::Save | Hook::Persist)), "{hook:?}");
+        assert_old_intact(&slot, &book, count);
+    }
+}
+
+struct Veto;
+impl Listener for Veto {
+    fn name(&self) -> &str {
+        "change-freeze"
+    }
+    fn on_prepare(&self, proposal: &Proposal<'_>) -> Result<(), BoxError> {
+        Err(format!("no reloads of {} during the freeze", proposal.plugin).into())
+    }
+}
+
+#[test]
+fn a_veto_leaves_the_old_version_and_reports_who() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let count = load_up(&slot, 4);
+    let id = slot.listen(Veto);
+    let err = slot
+        .prepare(next("v2", 1, &book), &(), ReloadOptions::quiesced(LONG))
+        .expect_err("vetoed");
+    match err.fault() {
+        ReloadFault::Vetoed { listener, cause } => {
+            assert_eq!(listener, "change-freeze");
+            assert!(cause.to_string().contains("freeze"));
+        }
+        other => panic!("expected a veto, got {other}"),
+    }
+    assert_eq!(book.saves(), 0, "a vetoed reload touches nothing");
+    assert_old_intact(&slot, &book, count);
+    assert_eq!(slot.stats().vetoed, 1);
+    assert!(slot.unlisten(id));
+    assert_next_reload_works(&slot, &book, count);
+}
+
+#[test]
+fn a_drain_timeout_rolls_back_and_the_waiting_calls_proceed_on_the_old_version() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let count = load_up(&slot, 6);
+    let held = slot.enter().expect("serving");
+    let waiter_done = AtomicBool::new(false);
+    thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            // Wait until the gate is closed, then call: this call waits.
+            while !matches!(slot.try_enter(), Err(TryEnterError::Quiescing)) {
+                thread::yield_now();
+            }
+            let lease = slot.enter().expect("proceeds after the roll back");
+            waiter_done.store(true, Ordering::SeqCst);
+            (lease.label().to_owned(), lease.generation())
+        });
+        let err = slot
+            .prepare(
+                next("v2", 1, &book),
+                &(),
+                ReloadOptions::quiesced(Duration::from_millis(200)),
+            )
+            .and_then(|p| p.commit())
+            .expect_err("a lease is held");
+        match err.fault() {
+            ReloadFault::DrainTimeout {
+                generation,
+                in_flight,
+                waited,
+            } => {
+                assert_eq!((*generation, *in_flight), (1, 1));
+                assert!(*waited >= Duration::from_millis(200));
+            }
+            other => panic!("expected a drain timeout, got {other}"),
+        }
+        assert_eq!(book.saves(), 0, "nothing saved: the drain never finished");
+        assert_eq!(waiter.join().expect("waiter"), ("v1".to_owned(), 1));
+    });
+    assert!(waiter_done.load(Ordering::SeqCst));
+    assert_eq!(held.count(), count, "the held lease still works");
+    drop(held);
+    assert_old_intact(&slot, &book, count);
+    assert_next_reload_works(&slot, &book, count);
+}
+
+#[test]
+fn calls_at_the_gate_proceed_on_the_new_version() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    load_up(&slot, 2);
+    let held = slot.enter().expect("serving");
+    thread::scope(|s| {
+        let reloader = s.spawn(|| {
+            slot.prepare(next("v2", 1, &book), &(), ReloadOptions::quiesced(LONG))
+                .and_then(|p| p.commit())
+                .map(|c| c.generation)
+                .map_err(|e| e.to_string())
+        });
+        while !matches!(slot.try_enter(), Err(TryEnterError::Quiescing)) {
+            thread::yield_now();
+        }
+        let caller = s.spawn(|| slot.call(|c| (c.label().to_owned(), c.inc())));
+        // The caller is parked at the gate until the held lease goes.
+        thread::sleep(Duration::from_millis(20));
+        assert!(!caller.is_finished(), "a call passed a closed gate");
+        let in_flight = held.count();
+        drop(held);
+        assert_eq!(reloader.join().expect("reloader"), Ok(2));
+        let (label, count) = caller.join().expect("caller").expect("served");
+        assert_eq!((label.as_str(), count), ("v2", in_flight + 1));
+    });
+}
+
+#[test]
+fn async_callers_wait_at_the_gate_without_blocking() {
+    use std::future::Future;
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let held = slot.enter().expect("serving");
+    let woken = Arc::new(AtomicU64::new(0));
+    struct Count(Arc<AtomicU64>);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    thread::scope(|s| {
+        let reloader = s.spawn(|| {
+            slot.prepare(next("v2", 1, &book), &(), ReloadOptions::quiesced(LONG))
+                .and_then(|p| p.commit())
+                .map(|c| c.generation)
+                .is_ok()
+        });
+        while !matches!(slot.try_enter(), Err(TryEnterError::Quiescing)) {
+            thread::yield_now();
+        }
+        let waker = Waker::from(Arc::new(Count(Arc::clone(&woken))));
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = std::pin::pin!(slot.enter_async());
+        assert!(fut.as_mut().poll(&mut cx).is_pending(), "gated");
+        drop(held);
+        assert!(reloader.join().expect("reloader"));
+        assert!(
+            woken.load(Ordering::SeqCst) >= 1,
+            "the gate's opening woke the task"
+        );
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(lease)) => assert_eq!(lease.label(), "v2"),
+            other => panic!("expected a lease on v2, got {:?}", other.map(|r| r.is_ok())),
+        }
+    });
+}
+
+#[test]
+fn typed_index_schemas_are_checked_on_the_real_persisted_records() {
+    let book = Book::new();
+    // Empty index: schema 2 reads it (an empty value proves nothing).
+    let slot = slot_with(&book, 1);
+    let v2 = Plugin::new(Counter::next("v2", 1, &book).with_index_schema(2));
+    let committed = slot
+        .prepare(v2, &(), ReloadOptions::quiesced(LONG))
+        .and_then(|p| p.commit())
+        .expect("an empty index is compatible");
+    committed.old.wait().expect("finalizes");
+
+    // Real records that schema 2 cannot read: a hard error, nothing lost.
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let count = load_up(&slot, 3);
+    let v2 = Plugin::new(Counter::next("v2", 1, &book).with_index_schema(2));
+    let err = slot
+        .prepare(v2, &(), ReloadOptions::quiesced(LONG))
+        .and_then(|p| p.commit())
+        .expect_err("non-numeric records");
+    let failure = err.fault().hook_failure().expect("check_compat failed");
+    assert_eq!(failure.hook, Hook::CheckCompat);
+    assert!(failure.to_string().contains("numeric"), "{failure}");
+    assert_eq!(book.resource("v2", "idx"), None, "refused before open");
+    assert_old_intact(&slot, &book, count);
+}
+
+#[test]
+fn bad_state_bytes_get_typed_errors_and_lose_nothing() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let count = load_up(&slot, 12);
+    let good = slot.snapshot().expect("saves").expect("has state");
+    let mut corrupt = good.clone();
+    *corrupt.last_mut().expect("payload") ^= 0x40;
+    let newer = SavedState::new(7, vec![1, 2, 3]).encode();
+    type Expect = fn(&ReloadFault) -> bool;
+    let cases: [(Vec<u8>, Expect); 4] = [
+        (corrupt, |f| {
+            matches!(f, ReloadFault::Envelope(EnvelopeError::Checksum { .. }))
+        }),
+        (good[..10].to_vec(), |f| {
+            matches!(f, ReloadFault::Envelope(EnvelopeError::Truncated { .. }))
+        }),
+        (b"not an envelope at all".to_vec(), |f| {
+            matches!(f, ReloadFault::Envelope(EnvelopeError::BadMagic { .. }))
+        }),
+        (newer, |f| {
+            matches!(
+                f,
+                ReloadFault::Envelope(EnvelopeError::UnknownSchema { found: 7, known: 1 })
+            )
+        }),
+    ];
+    for (bytes, expected) in cases {
+        let err = slot
+            .prepare(
+                next("v2", 1, &book),
+                &(),
+                ReloadOptions::quiesced(LONG).restore_from(bytes.clone()),
+            )
+            .and_then(|p| p.commit())
+            .expect_err("bad bytes");
+        assert!(expected(err.fault()), "unexpected: {}", err.fault());
+        assert_eq!(
+            err.salvage().state.as_deref(),
+            Some(&bytes[..]),
+            "handed back"
+        );
+        assert_old_intact(&slot, &book, count);
+    }
+    // A migration step that overshoots is refused too.
+    let overshoot = Plugin::new(Counter::next("v3", 3, &book).with_faults(CounterFaults {
+        migrate_to: Some(9),
+        ..CounterFaults::default()
+    }));
+    let err = slot
+        .prepare(overshoot, &(), ReloadOptions::quiesced(LONG))
+        .and_then(|p| p.commit())
+        .expect_err("overshoots");
+    assert!(matches!(
+        err.fault(),
+        ReloadFault::Migration {
+            from: 1,
+            to: 9,
+            target: 3
+        }
+    ));
+    assert_old_intact(&slot, &book, count);
+    // And the good snapshot restores.
+    let committed = slot
+        .prepare(
+            next("v2", 1, &book),
+            &(),
+            ReloadOptions::quiesced(LONG).restore_from(good),
+        )
+        .and_then(|p| p.commit())
+        .expect("a good envelope restores");
+    assert_eq!(committed.transfer.state, Some((1, 1)));
+    assert_eq!(slot.enter().expect("serving").count(), count);
+}
+
+#[test]
+fn one_reload_at_a_time_with_a_typed_error_or_a_wait() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let first = slot
+        .prepare(next("v2", 1, &book), &(), ReloadOptions::immediate())
+        .expect("prepares");
+    let second = slot
+        .prepare(next("v3", 1, &book), &(), ReloadOptions::immediate())
+        .expect_err("busy");
+    assert!(matches!(second.fault(), ReloadFault::InProgress));
+    let refused = slot
+        .replace(
+            Plugin::new(Counter::next("v4", 1, &book))
+                .prepare(&())
+                .expect("prepares"),
+        )
+        .expect_err("replace respects the turn");
+    assert!(matches!(refused, reload_core::ReplaceError::InProgress(_)));
+    thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            slot.prepare(
+                next("v3", 1, &book),
+                &(),
+                ReloadOptions::immediate().wait_for_turn(LONG),
+            )
+            .map(|p| p.from_generation())
+            .map_err(|e| e.to_string())
+        });
+        thread::sleep(Duration::from_millis(20));
+        assert!(!waiter.is_finished(), "waits for the turn");
+        let committed = first.commit().expect("commits");
+        assert_eq!(committed.generation, 2);
+        // The waiting prepare ran after the commit, from generation 2; its
+        // `Prepared` was dropped in the thread, which aborted it.
+        assert_eq!(waiter.join().expect("waiter"), Ok(2));
+    });
+    assert_eq!(slot.enter().expect("serving").label(), "v2");
+    assert_eq!(slot.stats().aborted, 1);
+}
+
+#[test]
+fn abort_and_drop_leave_the_old_version_exactly_as_it_was() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let count = load_up(&slot, 8);
+    let prepared = slot
+        .prepare(next("v2", 1, &book), &(), ReloadOptions::immediate())
+        .expect("prepares");
+    assert_eq!(book.resource("v2", "idx"), Some(ResourceState::Open));
+    let v2 = prepared.abort();
+    assert_eq!(v2.get().label(), "v2");
+    assert_eq!(book.resource("v2", "idx"), Some(ResourceState::Closed));
+    assert_eq!(book.resource("v2", "cdc"), Some(ResourceState::Closed));
+    drop(
+        slot.prepare(next("v3", 1, &book), &(), ReloadOptions::immediate())
+            .expect("prepares"),
+    );
+    assert_eq!(book.resource("v3", "idx"), Some(ResourceState::Closed));
+    assert_old_intact(&slot, &book, count);
+    assert_eq!(slot.stats().aborted, 2);
+}
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+impl Listener for Recorder {
+    fn on_event(&self, event: &Event<'_>) {
+        let line = match event {
+            Event::Prepared { mode, .. } => format!("prepared {mode}"),
+            Event::Committed {
+                from_generation,
+                to_generation,
+                ..
+            } => format!("committed {from_generation}->{to_generation}"),
+            Event::Failed {
+                rolled_back, error, ..
+            } => format!("failed rolled_back={rolled_back}: {error}"),
+            Event::Drained { generation, .. } => format!("drained {generation}"),
+            Event::Removed {
+                generation,
+                shutdown_ok,
+                ..
+            } => format!("removed {generation} ok={shutdown_ok}"),
+            Event::Aborted { to_version, .. } => format!("aborted {to_version}"),
+            Event::Vetoed { listener, .. } => format!("vetoed by {listener}"),
+            Event::ListenerPanicked { listener, .. } => format!("listener panicked: {listener}"),
+            _ => "other".to_owned(),
+        };
+        self.0.lock().expect("recorder").push(line);
+    }
+}
+
+struct Panicky;
+impl Listener for Panicky {
+    fn name(&self) -> &str {
+        "panicky"
+    }
+    fn on_event(&self, event: &Event<'_>) {
+        if matches!(event, Event::Committed { .. }) {
+            panic!("listener bug");
+        }
+    }
+}
+
+#[test]
+fn listeners_see_every_step_and_a_panicking_one_is_contained() {
+    let prior = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let recorder = Recorder::default();
+    slot.listen(recorder.clone());
+    slot.listen(Panicky);
+    let committed = slot
+        .prepare(next("v2", 1, &book), &(), ReloadOptions::quiesced(LONG))
+        .and_then(|p| p.commit())
+        .expect("commits despite the panicking listener");
+    committed.old.wait().expect("finalizes");
+    let err = slot
+        .prepare(
+            faulty(
+                "v3",
+                &book,
+                CounterFaults {
+                    fail_restore: true,
+                    ..CounterFaults::default()
+                },
+            ),
+            &(),
+            ReloadOptions::quiesced(LONG),
+        )
+        .and_then(|p| p.commit())
+        .expect_err("restore fails");
+    drop(err);
+    drop(slot.prepare(next("v4", 1, &book), &(), ReloadOptions::immediate()));
+    std::panic::set_hook(prior);
+    let log = recorder.0.lock().expect("recorder").clone();
+    insta::assert_debug_snapshot!(log);
+    let stats = slot.stats();
+    assert_eq!(stats.listener_panics, 1, "one contained panic");
+    assert_eq!((stats.reloads, stats.rolled_back, stats.aborted), (1, 1, 1));
+}
+
+#[test]
+fn snapshot_of_a_stateless_plugin_is_none() {
+    struct Plain;
+    impl reload_core::Hooks for Plain {
+        type Context = ();
+    }
+    impl Stateful for Plain {}
+    let slot = Slot::new(Plugin::new(Plain).prepare(&()).expect("prepares"));
+    assert_eq!(slot.snapshot().expect("open"), None);
+    // A plugin with no state still gets the transaction.
+    let committed = slot
+        .prepare(Plugin::new(Plain), &(), ReloadOptions::quiesced(LONG))
+        .and_then(|p| p.commit())
+        .expect("commits");
+    assert_eq!(committed.transfer, reload_core::Transfer::default());
+    assert_eq!(committed.generation, 2);
+    let _ = Mode::Immediate;
+}
