@@ -266,23 +266,14 @@ impl<P> Version<P> {
 /// The tag on `current` that says its version's gate is closed.
 const GATED: usize = 1;
 
-/// What [`acquire`] found.
-pub(crate) enum Acquired<P> {
-    /// A lease on the current version.
-    Held(Hold<P>),
-    /// The current version's gate is closed (a quiesced reload is running);
-    /// nothing was taken. Wait for the gate and try again.
-    Gated,
-    /// The slot is closed.
-    Closed,
-}
-
 /// Takes a lease on the current version of `current`. Never blocks, and
 /// never fails because a reload is in progress: a cutover only makes it
 /// retry on the new version. Only a closed gate (a quiesced reload) or a
-/// closed slot makes it come back empty-handed.
+/// closed slot makes it come back empty-handed (`None`; the caller tells
+/// the two apart on its slow path, so that `Option<Hold>` keeps the fast
+/// path's return in two registers).
 #[inline]
-pub(crate) fn acquire<P>(current: &Atomic<Version<P>>) -> Acquired<P> {
+pub(crate) fn acquire<P>(current: &Atomic<Version<P>>) -> Option<Hold<P>> {
     // The pin keeps the version we load from being freed between the load
     // and the increment; it is dropped before the lease is returned.
     let (guard, shard) = pin_with_shard();
@@ -291,13 +282,11 @@ pub(crate) fn acquire<P>(current: &Atomic<Version<P>>) -> Acquired<P> {
     let mut seen = current.load(Ordering::Acquire, &guard);
     loop {
         if seen.tag() == GATED {
-            return Acquired::Gated;
+            return None;
         }
         // SAFETY: a non-null pointer loaded from `current` while pinned stays
         // valid until the guard is dropped (`retire` defers the free).
-        let Some(version) = (unsafe { seen.as_ref() }) else {
-            return Acquired::Closed;
-        };
+        let version = unsafe { seen.as_ref() }?;
         // Relaxed: ordering comes from the fence below (pair A).
         version.inflight[shard].fetch_add(1, Ordering::Relaxed);
         // SeqCst fence: the caller's half of pair A, between the increment
@@ -308,7 +297,7 @@ pub(crate) fn acquire<P>(current: &Atomic<Version<P>>) -> Acquired<P> {
         // first load counts as a change.
         if now == seen {
             // The drain that will follow any later swap sees our increment.
-            return Acquired::Held(Hold {
+            return Some(Hold {
                 version: NonNull::from(version),
                 shard,
             });

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::drain::{acquire, Acquired};
+use crate::drain::acquire;
 use crate::loom::Ordering;
 use crate::{Hooks, Lease, Slot, SlotClosed};
 
@@ -24,17 +24,17 @@ impl<'a, P: Hooks> Future for EnterFuture<'a, P> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let slot = self.slot;
         loop {
-            match acquire(&slot.shared.current) {
-                Acquired::Held(hold) => return Poll::Ready(Ok(slot.lease(hold))),
-                Acquired::Closed => return Poll::Ready(Err(SlotClosed)),
-                Acquired::Gated => {
-                    // Register, then look (see `waiters`).
-                    slot.shared.gate.register_waker(cx.waker());
-                    // Acquire: as in `Slot::enter`'s wait.
-                    if slot.shared.gate_closed.load(Ordering::Acquire) {
-                        return Poll::Pending;
-                    }
-                }
+            if let Some(hold) = acquire(&slot.shared.current) {
+                return Poll::Ready(Ok(slot.lease(hold)));
+            }
+            if slot.shared.is_closed() {
+                return Poll::Ready(Err(SlotClosed));
+            }
+            // Gated. Register, then look (see `waiters`).
+            slot.shared.gate.register_waker(cx.waker());
+            // Acquire: as in `Slot::enter`'s wait.
+            if slot.shared.gate_closed.load(Ordering::Acquire) {
+                return Poll::Pending;
             }
         }
     }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use crossbeam_epoch::{Atomic, Owned};
 use lifecycle::Phase;
 
-use crate::drain::{acquire, cut_over, Acquired, Hold, Version};
+use crate::drain::{acquire, cut_over, Hold, Version};
 use crate::draining::{finalize, DrainingBody};
 use crate::envelope::SavedState;
 use crate::error::{CallError, ReloadError, ReplaceError, SlotClosed, TryEnterError};
@@ -137,13 +137,27 @@ impl<P: Hooks> Slot<P> {
     /// [`SlotClosed`] once [`Slot::close`] has run.
     #[inline]
     pub fn enter(&self) -> Result<Lease<'_, P>, SlotClosed> {
+        match acquire(&self.shared.current) {
+            Some(hold) => Ok(self.lease(hold)),
+            None => self.enter_slow(None).map_err(|_| SlotClosed),
+        }
+    }
+
+    /// `enter`'s slow path, out of line so the fast path stays small: the
+    /// slot is closed, or a quiesced reload holds the gate (wait for it,
+    /// until `deadline` if any, then try again).
+    #[cold]
+    #[inline(never)]
+    fn enter_slow(&self, deadline: Option<Instant>) -> Result<Lease<'_, P>, TryEnterError> {
         loop {
-            match acquire(&self.shared.current) {
-                Acquired::Held(hold) => return Ok(self.lease(hold)),
-                Acquired::Closed => return Err(SlotClosed),
-                Acquired::Gated => {
-                    self.shared.wait_gate(None);
-                }
+            if self.shared.is_closed() {
+                return Err(TryEnterError::Closed);
+            }
+            if !self.shared.wait_gate(deadline) {
+                return Err(TryEnterError::Quiescing);
+            }
+            if let Some(hold) = acquire(&self.shared.current) {
+                return Ok(self.lease(hold));
             }
         }
     }
@@ -157,9 +171,9 @@ impl<P: Hooks> Slot<P> {
     #[inline]
     pub fn try_enter(&self) -> Result<Lease<'_, P>, TryEnterError> {
         match acquire(&self.shared.current) {
-            Acquired::Held(hold) => Ok(self.lease(hold)),
-            Acquired::Closed => Err(TryEnterError::Closed),
-            Acquired::Gated => Err(TryEnterError::Quiescing),
+            Some(hold) => Ok(self.lease(hold)),
+            None if self.shared.is_closed() => Err(TryEnterError::Closed),
+            None => Err(TryEnterError::Quiescing),
         }
     }
 
@@ -170,16 +184,9 @@ impl<P: Hooks> Slot<P> {
     /// [`TryEnterError::Quiescing`] if the gate was still closed at
     /// `deadline`; [`TryEnterError::Closed`] once the slot is closed.
     pub fn enter_deadline(&self, deadline: Instant) -> Result<Lease<'_, P>, TryEnterError> {
-        loop {
-            match acquire(&self.shared.current) {
-                Acquired::Held(hold) => return Ok(self.lease(hold)),
-                Acquired::Closed => return Err(TryEnterError::Closed),
-                Acquired::Gated => {
-                    if !self.shared.wait_gate(Some(deadline)) {
-                        return Err(TryEnterError::Quiescing);
-                    }
-                }
-            }
+        match acquire(&self.shared.current) {
+            Some(hold) => Ok(self.lease(hold)),
+            None => self.enter_slow(Some(deadline)),
         }
     }
 

@@ -77,6 +77,7 @@ fn a_thousand_quiesced_reloads_under_increments_lose_and_double_nothing() {
     let book = Book::new();
     let slot = slot_with(&book, 1);
     let stop = AtomicBool::new(false);
+    let progress = AtomicU64::new(0);
     let made: Vec<u64> = thread::scope(|s| {
         let workers: Vec<_> = (0..WORKERS)
             .map(|_| {
@@ -85,6 +86,7 @@ fn a_thousand_quiesced_reloads_under_increments_lose_and_double_nothing() {
                     while !stop.load(Ordering::Relaxed) {
                         if slot.call(Counter::inc).is_ok() {
                             made += 1;
+                            progress.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     made
@@ -92,6 +94,12 @@ fn a_thousand_quiesced_reloads_under_increments_lose_and_double_nothing() {
             })
             .collect();
         for i in 0..RELOADS {
+            // Increments are continuous *between* reloads too: on a loaded
+            // machine the workers might otherwise not run until the end.
+            let seen = progress.load(Ordering::Relaxed);
+            while progress.load(Ordering::Relaxed) == seen {
+                thread::yield_now();
+            }
             // The first reload migrates the state 1 -> 2 -> 3; schemas only
             // move forward, so every later version is schema 3 too.
             let schema = 3;
@@ -127,10 +135,7 @@ fn a_thousand_quiesced_reloads_under_increments_lose_and_double_nothing() {
     );
     assert_eq!(lease.label(), format!("g{}", RELOADS + 1));
     drop(lease);
-    assert!(
-        made.iter().all(|&m| m > 0),
-        "every worker made progress: {made:?}"
-    );
+    assert!(total >= RELOADS, "increments between every two reloads");
     assert_eq!(book.saves(), RELOADS);
     assert_eq!(book.restores(), RELOADS, "restored exactly once per reload");
     let stats = slot.stats();
