@@ -551,20 +551,15 @@ impl<'s, P: Stateful> Prepared<'s, P> {
         };
         if let Err(veto) = shared.listeners.vote(&shared.counters, &proposal) {
             Counters::bump(&shared.counters.vetoed);
-            let fault = ReloadFault::Vetoed {
-                listener: veto.listener,
-                cause: veto.cause,
-            };
-            let reason = fault.to_string();
             shared.emit(&Event::Vetoed {
                 plugin: &shared.name,
-                listener: match &fault {
-                    ReloadFault::Vetoed { listener, .. } => listener,
-                    _ => "",
-                },
-                reason: &reason,
+                listener: &veto.listener,
+                reason: &veto.cause.to_string(),
             });
-            return Err(fault);
+            return Err(ReloadFault::Vetoed {
+                listener: veto.listener,
+                cause: veto.cause,
+            });
         }
         if self.options.mode == Mode::Immediate {
             let carried = transfer(
@@ -607,11 +602,16 @@ impl<'s, P: Stateful> Prepared<'s, P> {
     /// Discards the new version (closing what it opened) and gives back the
     /// turn; the old version is exactly as it was. Returns the new version.
     pub fn abort(mut self) -> Plugin<P, Initialized> {
+        #[cfg(feature = "tracing")]
+        let _entered = self.span.clone().entered();
+        self.aborted()
+    }
+
+    /// The abort itself, for `abort` and for dropping an unused `Prepared`.
+    fn aborted(&mut self) -> Plugin<P, Initialized> {
         let (next, _salvage) = self.dismantle();
         let shared = &*self.slot.shared;
         Counters::bump(&shared.counters.aborted);
-        #[cfg(feature = "tracing")]
-        let _entered = self.span.clone().entered();
         shared.emit(&Event::Aborted {
             plugin: &shared.name,
             generation: self.from_generation,
@@ -800,14 +800,7 @@ impl<P: Stateful> Drop for Prepared<'_, P> {
     fn drop(&mut self) {
         if self.next.is_some() {
             // Dropped unused: an abort.
-            let (next, _salvage) = self.dismantle();
-            let shared = &*self.slot.shared;
-            Counters::bump(&shared.counters.aborted);
-            shared.emit(&Event::Aborted {
-                plugin: &shared.name,
-                generation: self.from_generation,
-                to_version: next.get().version(),
-            });
+            drop(self.aborted());
         }
         // The turn goes last: a waiting reload starts only after this one
         // is entirely over.
@@ -900,10 +893,7 @@ fn transfer<P: Stateful>(
     let old_gen = Some(old_generation);
     // Old side: save, persist, checkpoint. `&P` only.
     let envelope = match source {
-        StateSource::Old => run_ref_hook(old, Hook::Save, old_gen, |p| {
-            Ok(p.save()?
-                .map(|bytes| SavedState::new(p.schema(), bytes).encode()))
-        })?,
+        StateSource::Old => save_envelope(old, old_gen)?,
         StateSource::Envelope(bytes) => Some(bytes.clone()),
     };
     salvage.state.clone_from(&envelope);
@@ -965,6 +955,18 @@ fn transfer<P: Stateful>(
         opened.push(r.name.clone());
     }
     Ok(report)
+}
+
+/// `save` on `plugin`, its bytes put in the library's envelope (`None` if
+/// it has no state). The one place state leaves a version.
+pub(crate) fn save_envelope<P: Stateful>(
+    plugin: &P,
+    generation: Option<u64>,
+) -> Result<Option<Vec<u8>>, HookFailure> {
+    run_ref_hook(plugin, Hook::Save, generation, |p| {
+        Ok(p.save()?
+            .map(|bytes| SavedState::new(p.schema(), bytes).encode()))
+    })
 }
 
 /// Closes, newest first, what the new version opened or resumed. A panic in

@@ -14,10 +14,9 @@ use lifecycle::Phase;
 
 use crate::drain::{acquire, cut_over, Hold, Version};
 use crate::draining::{finalize, DrainingBody};
-use crate::envelope::SavedState;
 use crate::error::{CallError, ReloadError, ReplaceError, SlotClosed, TryEnterError};
 use crate::events::{Event, Listener, ListenerId, Listeners};
-use crate::hooks::{panic_message, run_ref_hook, Cause, Hook, HookFailure};
+use crate::hooks::{panic_message, Cause, Hook, HookFailure};
 use crate::loom::{park_until, pin, AtomicBool, Mutex, Ordering, Parked};
 use crate::state::{Draining, Initialized, Loaded};
 use crate::stats::{Counters, SlotStats, VersionInfo};
@@ -448,12 +447,10 @@ impl<P: Stateful> Slot<P> {
     /// failed or panicked.
     pub fn snapshot(&self) -> Result<Option<Vec<u8>>, crate::SnapshotError> {
         let lease = self.enter()?;
-        let generation = Some(lease.generation());
-        let saved = run_ref_hook(&*lease, Hook::Save, generation, |p| {
-            Ok(p.save()?
-                .map(|bytes| SavedState::new(p.schema(), bytes).encode()))
-        })?;
-        Ok(saved)
+        Ok(crate::reload::save_envelope(
+            &*lease,
+            Some(lease.generation()),
+        )?)
     }
 }
 

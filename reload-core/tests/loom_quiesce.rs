@@ -10,30 +10,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loom_support::{model, tallied_slot, Tallied, Tally};
-use reload_core::{ReloadFault, ReloadOptions};
+use reload_core::{Committed, ReloadFailed, ReloadFault, ReloadOptions, Slot};
+
+/// A slot on v1, one thread calling it once, and a quiesced commit to v2
+/// (waiting at most `timeout` for the drain) racing that call. Returns the
+/// commit's outcome and which version served the call.
+#[allow(clippy::type_complexity)]
+fn commit_racing_a_call(
+    timeout: Duration,
+) -> (
+    Arc<Tally>,
+    Arc<Slot<Tallied>>,
+    Result<Committed<Tallied>, ReloadFailed<Tallied>>,
+    u64,
+) {
+    let tally = Tally::new();
+    let slot = tallied_slot(&tally);
+    let caller = {
+        let slot = Arc::clone(&slot);
+        loom::thread::spawn(move || slot.call(Tallied::inc))
+    };
+    let outcome = slot
+        .prepare(
+            Tallied::new(2, &tally),
+            &(),
+            ReloadOptions::quiesced(timeout),
+        )
+        .and_then(|p| p.commit());
+    let served_by = caller.join().expect("caller").expect("served");
+    (tally, slot, outcome, served_by)
+}
 
 /// No deadline: a lost wake-up would park the commit forever, which loom
 /// reports as a deadlock rather than letting a timeout hide it.
 #[test]
 fn quiesced_commit_races_a_call() {
     model(|| {
-        let tally = Tally::new();
-        let slot = tallied_slot(&tally);
-        let caller = {
-            let slot = Arc::clone(&slot);
-            loom::thread::spawn(move || slot.call(Tallied::inc))
-        };
-        let committed = slot
-            .prepare(
-                Tallied::new(2, &tally),
-                &(),
-                ReloadOptions::quiesced(Duration::MAX),
-            )
-            .and_then(|p| p.commit());
-        let Ok(committed) = committed else {
+        let (tally, slot, outcome, served_by) = commit_racing_a_call(Duration::MAX);
+        let Ok(committed) = outcome else {
             panic!("with no deadline the commit cannot fail");
         };
-        let served_by = caller.join().expect("caller").expect("served");
         // Drained before the cut-in: finalizing does not wait.
         assert!(committed.old.is_drained());
         let removed = committed.old.wait().expect("finalizes");
@@ -52,20 +68,7 @@ fn quiesced_commit_races_a_call() {
 #[test]
 fn quiesce_times_out_and_rolls_back() {
     model(|| {
-        let tally = Tally::new();
-        let slot = tallied_slot(&tally);
-        let caller = {
-            let slot = Arc::clone(&slot);
-            loom::thread::spawn(move || slot.call(Tallied::inc))
-        };
-        let outcome = slot
-            .prepare(
-                Tallied::new(2, &tally),
-                &(),
-                ReloadOptions::quiesced(Duration::from_secs(1)),
-            )
-            .and_then(|p| p.commit());
-        let served_by = caller.join().expect("caller").expect("served");
+        let (tally, slot, outcome, served_by) = commit_racing_a_call(Duration::from_secs(1));
         let lease = slot.enter().expect("serving");
         match outcome {
             Ok(committed) => {

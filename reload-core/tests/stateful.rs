@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use reload_core::testing::{Book, Counter, CounterFaults, ResourceState};
 use reload_core::{
-    BoxError, EnvelopeError, Event, Hook, Listener, Mode, Plugin, Proposal, ReloadFault,
-    ReloadOptions, SavedState, Slot, Stateful, TryEnterError,
+    BoxError, Committed, EnvelopeError, Event, Hook, Listener, Mode, Plugin, Proposal,
+    ReloadFailed, ReloadFault, ReloadOptions, SavedState, Slot, Stateful, TryEnterError,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -29,6 +29,15 @@ fn next(label: &str, schema: u32, book: &Arc<Book>) -> Plugin<Counter> {
 
 fn faulty(label: &str, book: &Arc<Book>, faults: CounterFaults) -> Plugin<Counter> {
     Plugin::new(Counter::next(label, 1, book).with_faults(faults))
+}
+
+/// Prepares and commits a quiesced reload to `next`.
+fn quiesced<P: Stateful<Context = ()>>(
+    slot: &Slot<P>,
+    next: Plugin<P>,
+) -> Result<Committed<P>, ReloadFailed<P>> {
+    slot.prepare(next, &(), ReloadOptions::quiesced(LONG))
+        .and_then(|p| p.commit())
 }
 
 /// Increments `n` times and adds two index records; returns the count.
@@ -104,14 +113,8 @@ fn a_thousand_quiesced_reloads_under_increments_lose_and_double_nothing() {
             // move forward, so every later version is schema 3 too.
             let schema = 3;
             let label = format!("g{}", i + 2);
-            let committed = slot
-                .prepare(
-                    next(&label, schema, &book),
-                    &(),
-                    ReloadOptions::quiesced(LONG),
-                )
-                .and_then(|p| p.commit())
-                .expect("every reload commits");
+            let committed =
+                quiesced(&slot, next(&label, schema, &book)).expect("every reload commits");
             assert!(
                 committed.old.is_drained(),
                 "quiesced: drained before cut-in"
@@ -155,10 +158,7 @@ fn migration_runs_the_chain_one_step_at_a_time() {
     let book = Book::new();
     let slot = slot_with(&book, 1);
     let count = load_up(&slot, 41);
-    let committed = slot
-        .prepare(next("v3", 3, &book), &(), ReloadOptions::quiesced(LONG))
-        .and_then(|p| p.commit())
-        .expect("1 -> 2 -> 3");
+    let committed = quiesced(&slot, next("v3", 3, &book)).expect("1 -> 2 -> 3");
     assert_eq!(committed.transfer.state, Some((1, 3)));
     assert_eq!(committed.transfer.migration_steps, 2);
     assert_eq!(committed.transfer.resources.len(), 2);
@@ -206,14 +206,7 @@ fn a_failed_restore_leaves_the_old_version_serving_with_everything() {
         let book = Book::new();
         let slot = slot_with(&book, 1);
         let count = load_up(&slot, 25);
-        let err = slot
-            .prepare(
-                faulty("v2", &book, faults),
-                &(),
-                ReloadOptions::quiesced(LONG),
-            )
-            .and_then(|p| p.commit())
-            .expect_err("restore fails");
+        let err = quiesced(&slot, faulty("v2", &book, faults)).expect_err("restore fails");
         let failure = err.fault().hook_failure().expect("a hook failed");
         assert_eq!(failure.hook, Hook::Restore);
         // Nothing lost: the error carries the state and every handoff.
@@ -234,21 +227,18 @@ fn a_failed_open_closes_nothing_of_the_old_version() {
     let book = Book::new();
     let slot = slot_with(&book, 1);
     let count = load_up(&slot, 7);
-    let err = slot
-        .prepare(
-            faulty(
-                "v2",
-                &book,
-                CounterFaults {
-                    fail_open: true,
-                    ..CounterFaults::default()
-                },
-            ),
-            &(),
-            ReloadOptions::quiesced(LONG),
-        )
-        .and_then(|p| p.commit())
-        .expect_err("open fails");
+    let err = quiesced(
+        &slot,
+        faulty(
+            "v2",
+            &book,
+            CounterFaults {
+                fail_open: true,
+                ..CounterFaults::default()
+            },
+        ),
+    )
+    .expect_err("open fails");
     assert_eq!(err.fault().hook_failure().map(|f| f.hook), Some(Hook::Open));
     let persisted = &err.salvage().persisted;
     assert_eq!(persisted[0].0, "idx");
@@ -263,21 +253,18 @@ fn a_failed_resume_closes_what_the_new_version_had_opened() {
     let book = Book::new();
     let slot = slot_with(&book, 1);
     let count = load_up(&slot, 9);
-    let err = slot
-        .prepare(
-            faulty(
-                "v2",
-                &book,
-                CounterFaults {
-                    fail_resume: true,
-                    ..CounterFaults::default()
-                },
-            ),
-            &(),
-            ReloadOptions::quiesced(LONG),
-        )
-        .and_then(|p| p.commit())
-        .expect_err("resume fails");
+    let err = quiesced(
+        &slot,
+        faulty(
+            "v2",
+            &book,
+            CounterFaults {
+                fail_resume: true,
+                ..CounterFaults::default()
+            },
+        ),
+    )
+    .expect_err("resume fails");
     assert_eq!(
         err.fault().hook_failure().map(|f| f.hook),
         Some(Hook::Resume)
@@ -346,10 +333,7 @@ fn an_old_version_that_cannot_save_or_persist_is_left_serving() {
             .expect("prepares");
         let slot = Slot::new(first);
         let count = load_up(&slot, 5);
-        let err = slot
-            .prepare(next("v2", 1, &book), &(), ReloadOptions::quiesced(LONG))
-            .and_then(|p| p.commit())
-            .expect_err("old side fails");
+        let err = quiesced(&slot, next("v2", 1, &book)).expect_err("old side fails");
         let hook = err.fault().hook_failure().map(|f| f.hook);
         assert!(matches!(hook, Some(Hook::Save | Hook::Persist)), "{hook:?}");
         assert_old_intact(&slot, &book, count);
@@ -443,8 +427,7 @@ fn calls_at_the_gate_proceed_on_the_new_version() {
     let held = slot.enter().expect("serving");
     thread::scope(|s| {
         let reloader = s.spawn(|| {
-            slot.prepare(next("v2", 1, &book), &(), ReloadOptions::quiesced(LONG))
-                .and_then(|p| p.commit())
+            quiesced(&slot, next("v2", 1, &book))
                 .map(|c| c.generation)
                 .map_err(|e| e.to_string())
         });
@@ -478,8 +461,7 @@ fn async_callers_wait_at_the_gate_without_blocking() {
     }
     thread::scope(|s| {
         let reloader = s.spawn(|| {
-            slot.prepare(next("v2", 1, &book), &(), ReloadOptions::quiesced(LONG))
-                .and_then(|p| p.commit())
+            quiesced(&slot, next("v2", 1, &book))
                 .map(|c| c.generation)
                 .is_ok()
         });
@@ -509,10 +491,7 @@ fn typed_index_schemas_are_checked_on_the_real_persisted_records() {
     // Empty index: schema 2 reads it (an empty value proves nothing).
     let slot = slot_with(&book, 1);
     let v2 = Plugin::new(Counter::next("v2", 1, &book).with_index_schema(2));
-    let committed = slot
-        .prepare(v2, &(), ReloadOptions::quiesced(LONG))
-        .and_then(|p| p.commit())
-        .expect("an empty index is compatible");
+    let committed = quiesced(&slot, v2).expect("an empty index is compatible");
     committed.old.wait().expect("finalizes");
 
     // Real records that schema 2 cannot read: a hard error, nothing lost.
@@ -520,10 +499,7 @@ fn typed_index_schemas_are_checked_on_the_real_persisted_records() {
     let slot = slot_with(&book, 1);
     let count = load_up(&slot, 3);
     let v2 = Plugin::new(Counter::next("v2", 1, &book).with_index_schema(2));
-    let err = slot
-        .prepare(v2, &(), ReloadOptions::quiesced(LONG))
-        .and_then(|p| p.commit())
-        .expect_err("non-numeric records");
+    let err = quiesced(&slot, v2).expect_err("non-numeric records");
     let failure = err.fault().hook_failure().expect("check_compat failed");
     assert_eq!(failure.hook, Hook::CheckCompat);
     assert!(failure.to_string().contains("numeric"), "{failure}");
@@ -580,10 +556,7 @@ fn bad_state_bytes_get_typed_errors_and_lose_nothing() {
         migrate_to: Some(9),
         ..CounterFaults::default()
     }));
-    let err = slot
-        .prepare(overshoot, &(), ReloadOptions::quiesced(LONG))
-        .and_then(|p| p.commit())
-        .expect_err("overshoots");
+    let err = quiesced(&slot, overshoot).expect_err("overshoots");
     assert!(matches!(
         err.fault(),
         ReloadFault::Migration {
@@ -719,26 +692,21 @@ fn listeners_see_every_step_and_a_panicking_one_is_contained() {
     let recorder = Recorder::default();
     slot.listen(recorder.clone());
     slot.listen(Panicky);
-    let committed = slot
-        .prepare(next("v2", 1, &book), &(), ReloadOptions::quiesced(LONG))
-        .and_then(|p| p.commit())
-        .expect("commits despite the panicking listener");
+    let committed =
+        quiesced(&slot, next("v2", 1, &book)).expect("commits despite the panicking listener");
     committed.old.wait().expect("finalizes");
-    let err = slot
-        .prepare(
-            faulty(
-                "v3",
-                &book,
-                CounterFaults {
-                    fail_restore: true,
-                    ..CounterFaults::default()
-                },
-            ),
-            &(),
-            ReloadOptions::quiesced(LONG),
-        )
-        .and_then(|p| p.commit())
-        .expect_err("restore fails");
+    let err = quiesced(
+        &slot,
+        faulty(
+            "v3",
+            &book,
+            CounterFaults {
+                fail_restore: true,
+                ..CounterFaults::default()
+            },
+        ),
+    )
+    .expect_err("restore fails");
     drop(err);
     drop(slot.prepare(next("v4", 1, &book), &(), ReloadOptions::immediate()));
     std::panic::set_hook(prior);
@@ -759,10 +727,7 @@ fn snapshot_of_a_stateless_plugin_is_none() {
     let slot = Slot::new(Plugin::new(Plain).prepare(&()).expect("prepares"));
     assert_eq!(slot.snapshot().expect("open"), None);
     // A plugin with no state still gets the transaction.
-    let committed = slot
-        .prepare(Plugin::new(Plain), &(), ReloadOptions::quiesced(LONG))
-        .and_then(|p| p.commit())
-        .expect("commits");
+    let committed = quiesced(&slot, Plugin::new(Plain)).expect("commits");
     assert_eq!(committed.transfer, reload_core::Transfer::default());
     assert_eq!(committed.generation, 2);
     let _ = Mode::Immediate;
