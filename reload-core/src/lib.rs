@@ -95,7 +95,9 @@ mod error;
 mod events;
 mod hooks;
 mod loom;
+pub mod manifest;
 mod plugin;
+pub mod registry;
 mod reload;
 mod slot;
 pub mod state;
@@ -104,6 +106,7 @@ mod stats;
 #[cfg(feature = "tracing")]
 mod telemetry;
 pub mod testing;
+pub mod verify;
 mod waiters;
 
 pub use draining::Drain;
@@ -118,7 +121,7 @@ pub use hooks::{BoxError, Cause, Hook, HookFailure, Hooks};
 pub use lifecycle::{self, Phase};
 pub use plugin::{InitError, LinkError, Plugin, PrepareError, RemovalReport, StepError};
 pub use reload::{
-    Committed, Mode, Prepared, ReloadFailed, ReloadFault, ReloadOptions, Returned, Salvage,
+    Committed, GroupFailed, Mode, Prepared, ReloadFailed, ReloadFault, ReloadOptions, Returned, Salvage,
     Transfer,
 };
 pub use slot::{Lease, Slot};

@@ -176,6 +176,13 @@ pub enum ReloadFault {
         /// What does not match.
         reason: String,
     },
+    /// Committed together with another plugin's reload, which failed
+    /// ([`Prepared::commit_together`]).
+    #[error("aborted with the reload of `{plugin}`, which failed")]
+    GroupAborted {
+        /// The plugin whose reload failed.
+        plugin: String,
+    },
     /// The old version did not drain in time (quiesced mode).
     #[error("drain of generation {generation} timed out after {waited:?} with {in_flight} calls in flight")]
     DrainTimeout {
@@ -223,6 +230,15 @@ pub enum Returned<P: Hooks> {
 }
 
 impl<P: Hooks> Returned<P> {
+    /// The plugin.
+    pub fn get(&self) -> &P {
+        match self {
+            Returned::Loaded(p) => p.get(),
+            Returned::Linked(p) => p.get(),
+            Returned::Initialized(p) => p.get(),
+        }
+    }
+
     /// The plugin value.
     pub fn into_plugin(self) -> P {
         match self {
@@ -261,6 +277,16 @@ impl<P: Hooks> ReloadFailed<P> {
     /// Why.
     pub fn fault(&self) -> &ReloadFault {
         &self.inner.fault
+    }
+
+    /// The new version, in the phase it reached.
+    pub fn plugin(&self) -> &Returned<P> {
+        &self.inner.plugin
+    }
+
+    /// The name of the plugin whose reload failed.
+    pub fn plugin_name(&self) -> &str {
+        self.inner.plugin.get().name()
     }
 
     /// What was taken from the old version before the failure.
@@ -349,7 +375,7 @@ impl<P: Hooks> fmt::Debug for Committed<P> {
 
 /// The slot's reload turn, held from prepare to commit or abort. Dropping
 /// it gives the turn back and wakes whoever waits for it.
-struct Turn<'s, P: Hooks> {
+pub(crate) struct Turn<'s, P: Hooks> {
     shared: &'s Shared<P>,
 }
 
@@ -404,22 +430,40 @@ impl<P: Stateful> Slot<P> {
         cx: &P::Context,
         options: ReloadOptions,
     ) -> Result<Prepared<'_, P>, ReloadFailed<P>> {
+        match self.take_turn(options.wait_for_turn) {
+            Ok(turn) => self.prepare_in_turn(turn, next, cx, options),
+            Err(fault) => Err(self.prepare_failed(fault, Returned::Loaded(next), Salvage::default())),
+        }
+    }
+
+    /// Counts and reports a failed prepare.
+    fn prepare_failed(
+        &self,
+        fault: ReloadFault,
+        plugin: Returned<P>,
+        salvage: Salvage,
+    ) -> ReloadFailed<P> {
         let shared = &*self.shared;
-        let fail = |fault: ReloadFault, plugin: Returned<P>, salvage: Salvage| {
-            Counters::bump(&shared.counters.failed_reloads);
-            let generation = self.generation();
-            shared.emit(&Event::Failed {
-                plugin: &shared.name,
-                generation,
-                rolled_back: false,
-                error: &fault,
-            });
-            ReloadFailed::new(fault, plugin, salvage)
-        };
-        let turn = match self.take_turn(options.wait_for_turn) {
-            Ok(turn) => turn,
-            Err(fault) => return Err(fail(fault, Returned::Loaded(next), Salvage::default())),
-        };
+        Counters::bump(&shared.counters.failed_reloads);
+        shared.emit(&Event::Failed {
+            plugin: &shared.name,
+            generation: self.generation(),
+            rolled_back: false,
+            error: &fault,
+        });
+        ReloadFailed::new(fault, plugin, salvage)
+    }
+
+    /// [`Slot::prepare`] with the turn already taken.
+    pub(crate) fn prepare_in_turn<'s>(
+        &'s self,
+        turn: Turn<'s, P>,
+        next: Plugin<P, Loaded>,
+        cx: &P::Context,
+        options: ReloadOptions,
+    ) -> Result<Prepared<'s, P>, ReloadFailed<P>> {
+        let shared = &*self.shared;
+        let fail = |fault, plugin, salvage| self.prepare_failed(fault, plugin, salvage);
         if next.get().name() != shared.name {
             let fault = ReloadFault::WrongPlugin {
                 expected: shared.name.clone(),
@@ -488,7 +532,7 @@ impl<P: Stateful> Slot<P> {
     }
 
     /// Takes the slot's reload turn, waiting for it if asked.
-    fn take_turn(&self, wait: Option<Duration>) -> Result<Turn<'_, P>, ReloadFault> {
+    pub(crate) fn take_turn(&self, wait: Option<Duration>) -> Result<Turn<'_, P>, ReloadFault> {
         let shared = &*self.shared;
         let deadline = wait.and_then(|w| Instant::now().checked_add(w));
         loop {
@@ -635,37 +679,12 @@ impl<'s, P: Stateful> Prepared<'s, P> {
             Mode::Immediate => self.commit_immediate(),
             Mode::Quiesced { timeout } => self.commit_quiesced(timeout),
         };
-        let shared = &*self.slot.shared;
         match result {
             Ok(committed) => {
-                Counters::bump(&shared.counters.reloads);
-                shared.emit(&Event::Committed {
-                    plugin: &shared.name,
-                    from_generation: self.from_generation,
-                    to_generation: committed.generation,
-                    mode: self.options.mode,
-                    quiesce: committed.quiesce,
-                });
+                self.committed(&committed);
                 Ok(committed)
             }
-            Err((fault, rolled_back)) => {
-                Counters::bump(&shared.counters.failed_reloads);
-                if rolled_back {
-                    Counters::bump(&shared.counters.rolled_back);
-                }
-                shared.emit(&Event::Failed {
-                    plugin: &shared.name,
-                    generation: self.slot.generation(),
-                    rolled_back,
-                    error: &fault,
-                });
-                let (next, salvage) = self.dismantle();
-                Err(ReloadFailed::new(
-                    fault,
-                    Returned::Initialized(next),
-                    salvage,
-                ))
-            }
+            Err((fault, rolled_back)) => Err(self.failed(fault, rolled_back)),
         }
     }
 
@@ -702,53 +721,79 @@ impl<'s, P: Stateful> Prepared<'s, P> {
     }
 
     fn commit_quiesced(&mut self, timeout: Duration) -> Result<Committed<P>, (ReloadFault, bool)> {
-        let slot = self.slot;
-        let shared = &*slot.shared;
         let started = Instant::now();
         let deadline = started.checked_add(timeout);
-        // Q1-Q2: close the gate. From here until the gate opens, a `Quiesce`
-        // guard reopens it if anything unwinds, so the slot cannot wedge.
-        let old = {
-            let mut writer = shared.writer.lock();
-            if shared.is_closed() {
-                return Err((ReloadFault::Closed, false));
-            }
-            // Before the tag: a caller that sees the tag then finds the gate
-            // closed, and parks instead of retrying. Release: pairs with the
-            // Acquire of a waiter that sees it cleared (see `Quiesce`).
-            shared.gate_closed.store(true, Ordering::Release);
-            writer.quiescing = true;
-            let Some(old) = close_gate(&shared.current) else {
-                unreachable!("checked open under the writer lock")
-            };
-            old
+        let (quiesce, old) = self.close_gate().map_err(|fault| (fault, false))?;
+        let carried = self
+            .drain_old(old, started, deadline)
+            .and_then(|()| self.carry_over(old));
+        match carried {
+            Ok(carried) => Ok(self.cut(old, quiesce, started, carried)),
+            // Dropping the armed guard reopens the gate on the old version.
+            Err(fault) => Err((fault, true)),
+        }
+    }
+
+    /// Q1-Q2: closes the gate and returns the old version, current and
+    /// `Active`. Until the gate opens again, the returned `Quiesce` guard
+    /// reopens it if anything fails or unwinds, so the slot cannot wedge.
+    fn close_gate(&self) -> Result<(Quiesce<'s, P>, NonNull<Version<P>>), ReloadFault> {
+        let shared = &*self.slot.shared;
+        let mut writer = shared.writer.lock();
+        if shared.is_closed() {
+            return Err(ReloadFault::Closed);
+        }
+        // Before the tag: a caller that sees the tag then finds the gate
+        // closed, and parks instead of retrying. Release: pairs with the
+        // Acquire of a waiter that sees it cleared (see `Quiesce`).
+        shared.gate_closed.store(true, Ordering::Release);
+        writer.quiescing = true;
+        let Some(old) = close_gate(&shared.current) else {
+            unreachable!("checked open under the writer lock")
         };
-        let quiesce = Quiesce {
-            shared,
-            armed: true,
-        };
+        // SAFETY: current, so live (see `drain_old`).
+        debug_assert_eq!(unsafe { old.as_ref() }.generation, self.from_generation);
+        Ok((
+            Quiesce {
+                shared,
+                armed: true,
+            },
+            old,
+        ))
+    }
+
+    /// Q3: waits, parked, for the last lease on the gated old version.
+    fn drain_old(
+        &self,
+        old: NonNull<Version<P>>,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<(), ReloadFault> {
         // SAFETY: the old version is current and stays so while we quiesce
         // (cut-overs need the turn, which we hold, and `close` waits for the
         // gate), so it is live.
         let old_version = unsafe { old.as_ref() };
-        debug_assert_eq!(old_version.generation, self.from_generation);
-        // Q3: wait, parked, for the last lease on the old version.
-        if !old_version.wait_drained(deadline) {
-            let in_flight = old_version.in_flight();
-            drop(quiesce);
-            return Err((
-                ReloadFault::DrainTimeout {
-                    generation: self.from_generation,
-                    waited: started.elapsed(),
-                    in_flight,
-                },
-                true,
-            ));
+        if old_version.wait_drained(deadline) {
+            Ok(())
+        } else {
+            Err(ReloadFault::DrainTimeout {
+                generation: self.from_generation,
+                waited: started.elapsed(),
+                in_flight: old_version.in_flight(),
+            })
         }
-        // Q4-Q5. SAFETY: drained with its gate closed, so no lease on the
-        // old version exists or can be granted (pair A), and it is live
-        // (above); `take_plugin` runs only after a cut-over we have not made.
-        let old_plugin = unsafe { old_version.plugin() };
+    }
+
+    /// Q4-Q5: carries state and resources from the drained, gated old
+    /// version to the new one. On failure, closes what the new version
+    /// opened *before* the caller reopens the gate: the old version resumes
+    /// serving with nothing of the new one still holding its resources.
+    fn carry_over(&mut self, old: NonNull<Version<P>>) -> Result<Transfer, ReloadFault> {
+        // SAFETY: drained with its gate closed, so no lease on the old
+        // version exists or can be granted (pair A), and it is live (see
+        // `drain_old`); `take_plugin` runs only after a cut-over we have not
+        // made.
+        let old_plugin = unsafe { old.as_ref().plugin() };
         let Some(next) = self.next.as_mut() else {
             unreachable!("taken only by commit, once")
         };
@@ -760,39 +805,225 @@ impl<'s, P: Stateful> Prepared<'s, P> {
             &mut self.salvage,
             &mut self.opened,
         );
-        let carried = match carried {
-            Ok(carried) => carried,
-            Err(fault) => {
-                // Close what the new version opened *before* the gate
-                // reopens: the old version resumes serving with nothing of
-                // the new one still holding its resources.
-                close_opened(next.get_mut(), &mut self.opened);
-                drop(quiesce);
-                return Err((fault, true));
-            }
-        };
-        // Q6: cut over; the new version's pointer is untagged, so this
-        // opens the gate for it.
+        if carried.is_err() {
+            close_opened(next.get_mut(), &mut self.opened);
+        }
+        carried
+    }
+
+    /// Q6: cuts over to the new version; its pointer is untagged, so this
+    /// opens the gate for it.
+    fn cut(
+        &mut self,
+        old: NonNull<Version<P>>,
+        quiesce: Quiesce<'s, P>,
+        started: Instant,
+        transfer: Transfer,
+    ) -> Committed<P> {
+        let slot = self.slot;
+        let shared = &*slot.shared;
         let mut writer = shared.writer.lock();
         let generation = writer.next_generation;
         let version = self.take_next_version(generation);
-        let Ok(old) = cut_over(&shared.current, Some(version)) else {
+        let Ok(cut_from) = cut_over(&shared.current, Some(version)) else {
             unreachable!("the gated version is current until we cut over")
         };
-        debug_assert_eq!(old, NonNull::from(old_version));
+        debug_assert_eq!(cut_from, old);
         writer.next_generation += 1;
-        let old = slot.track(&mut writer, old);
+        let old = slot.track(&mut writer, cut_from);
         drop(writer);
         self.opened.clear();
         let waited = started.elapsed();
         quiesce.finish(false);
         shared.counters.quiesce_time.record(waited);
-        Ok(Committed {
+        Committed {
             old,
             generation,
             quiesce: Some(waited),
-            transfer: carried,
-        })
+            transfer,
+        }
+    }
+
+    /// Commits `group` together, as one cut-over: every slot's gate closes
+    /// (in the group's order), the quiesced members drain and carry their
+    /// state over, and only when all of them are ready does each cut over,
+    /// in order, opening its gate. If any member fails, every gate reopens
+    /// on its old version and every member is handed back: all commit, or
+    /// none does.
+    ///
+    /// Order the group dependencies first: a caller that leases across the
+    /// group's slots (as a [`Registry`](crate::registry::Registry) call
+    /// does) then meets either all old versions or, waiting at a gate, all
+    /// new ones. Immediate members carried their state at prepare; they
+    /// are gated here only for the instant between the first and the last
+    /// cut-over.
+    ///
+    /// # Errors
+    ///
+    /// [`GroupFailed`], with one [`ReloadFailed`] per member in the group's
+    /// order: the member that failed has its fault, the others
+    /// [`ReloadFault::GroupAborted`]. Every old version serves on as it was.
+    pub fn commit_together(group: Vec<Prepared<'s, P>>) -> Result<Vec<Committed<P>>, GroupFailed<P>> {
+        let mut group = group;
+        let started = Instant::now();
+        let mut gated = Vec::with_capacity(group.len());
+        let mut failure = None;
+        // G1: close every gate.
+        for (i, member) in group.iter().enumerate() {
+            match member.close_gate() {
+                Ok(gate) => gated.push(gate),
+                Err(fault) => {
+                    failure = Some((i, fault));
+                    break;
+                }
+            }
+        }
+        // G2: drain and carry the quiesced members. Immediate ones carried
+        // at prepare.
+        let mut carried = Vec::with_capacity(group.len());
+        if failure.is_none() {
+            for (i, (member, (_, old))) in group.iter_mut().zip(&gated).enumerate() {
+                let step = match member.options.mode {
+                    Mode::Immediate => Ok(member.carried.take().unwrap_or_default()),
+                    Mode::Quiesced { timeout } => member
+                        .drain_old(*old, started, started.checked_add(timeout))
+                        .and_then(|()| member.carry_over(*old)),
+                };
+                match step {
+                    Ok(transfer) => carried.push(transfer),
+                    Err(fault) => {
+                        failure = Some((i, fault));
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some((failed, fault)) = failure {
+            // Close what the members that carried opened, then reopen every
+            // gate (dropping the armed guards), then hand everything back.
+            for member in &mut group[..carried.len()] {
+                if let Some(next) = member.next.as_mut() {
+                    close_opened(next.get_mut(), &mut member.opened);
+                }
+            }
+            let rolled_back = !gated.is_empty();
+            drop(gated);
+            return Err(GroupFailed::new(group, failed, fault, rolled_back));
+        }
+        // G3: all ready; cut over, in order.
+        let committed = group
+            .iter_mut()
+            .zip(gated)
+            .zip(carried)
+            .map(|((member, (quiesce, old)), transfer)| {
+                let committed = member.cut(old, quiesce, started, transfer);
+                member.committed(&committed);
+                committed
+            })
+            .collect();
+        Ok(committed)
+    }
+
+    /// Counts and reports a commit.
+    fn committed(&self, committed: &Committed<P>) {
+        let shared = &*self.slot.shared;
+        Counters::bump(&shared.counters.reloads);
+        shared.emit(&Event::Committed {
+            plugin: &shared.name,
+            from_generation: self.from_generation,
+            to_generation: committed.generation,
+            mode: self.options.mode,
+            quiesce: committed.quiesce,
+        });
+    }
+
+    /// Counts and reports a failure, and hands the new version back.
+    fn failed(&mut self, fault: ReloadFault, rolled_back: bool) -> ReloadFailed<P> {
+        let shared = &*self.slot.shared;
+        Counters::bump(&shared.counters.failed_reloads);
+        if rolled_back {
+            Counters::bump(&shared.counters.rolled_back);
+        }
+        shared.emit(&Event::Failed {
+            plugin: &shared.name,
+            generation: self.slot.generation(),
+            rolled_back,
+            error: &fault,
+        });
+        let (next, salvage) = self.dismantle();
+        ReloadFailed::new(fault, Returned::Initialized(next), salvage)
+    }
+}
+
+/// A group commit ([`Prepared::commit_together`]) that did not happen:
+/// every old version serves on, and every member's new version comes back.
+pub struct GroupFailed<P: Hooks> {
+    /// Index, in the group, of the member whose step failed.
+    pub failed: usize,
+    /// Whether gates had closed (and reopened on the old versions).
+    pub rolled_back: bool,
+    /// One per member, in the group's order.
+    pub members: Vec<ReloadFailed<P>>,
+}
+
+impl<P: Stateful> GroupFailed<P> {
+    fn new(group: Vec<Prepared<'_, P>>, failed: usize, fault: ReloadFault, rolled_back: bool) -> Self {
+        let failed_name = group[failed].slot.name().to_owned();
+        let mut fault = Some(fault);
+        let members = group
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut member)| {
+                let fault = match fault.take_if(|_| i == failed) {
+                    Some(fault) => fault,
+                    None => ReloadFault::GroupAborted {
+                        plugin: failed_name.clone(),
+                    },
+                };
+                member.failed(fault, rolled_back)
+            })
+            .collect();
+        GroupFailed {
+            failed,
+            rolled_back,
+            members,
+        }
+    }
+}
+
+impl<P: Hooks> GroupFailed<P> {
+    /// The fault of the member that failed.
+    pub fn fault(&self) -> &ReloadFault {
+        self.members[self.failed].fault()
+    }
+}
+
+impl<P: Hooks> fmt::Display for GroupFailed<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let member = &self.members[self.failed];
+        write!(
+            f,
+            "group reload of {} plugins failed at `{}`: {}",
+            self.members.len(),
+            member.plugin_name(),
+            member.fault()
+        )
+    }
+}
+
+impl<P: Hooks> fmt::Debug for GroupFailed<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupFailed")
+            .field("failed", &self.failed)
+            .field("rolled_back", &self.rolled_back)
+            .field("members", &self.members)
+            .finish()
+    }
+}
+
+impl<P: Hooks> std::error::Error for GroupFailed<P> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.members[self.failed].fault())
     }
 }
 

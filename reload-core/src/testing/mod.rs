@@ -9,9 +9,14 @@
 //! state, in one of three schemas), an index and a change stream (its
 //! resources), with faults to inject at every step of a reload, and a shared
 //! [`Book`] that records which version's resources are open.
+//!
+//! [`Part`] is a registry plugin that knows its name and version, with
+//! faults at init and restore, recording uses after shutdown in [`Parts`].
 
 mod counter;
+mod part;
 pub use counter::{Book, Counter, CounterFaults, ResourceState};
+pub use part::{InitHook, Part, PartFaults, Parts};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

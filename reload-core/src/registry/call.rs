@@ -1,0 +1,289 @@
+//! A registry [`Call`]: leases on a plugin and, transitively, on the
+//! dependency versions it declared, taken so that the set is consistent.
+//!
+//! The rule (checked by the `registry` model): a call holds a lease on the
+//! root and on every plugin its version requires, each version satisfying
+//! the requirement of the version that leads to it. Because every plugin
+//! it reaches is leased for the whole call, none of them can be finalized
+//! under it (S1 per slot), and because the set is checked, it never mixes
+//! a dependent with a dependency version outside its declared range.
+//!
+//! How it stays deadlock free next to a group commit
+//! ([`Prepared::commit_together`](crate::Prepared::commit_together)), which
+//! closes every gate of the group, drains them, and cuts over
+//! dependencies first: a call never waits while holding a lease. It takes
+//! leases with `try_enter`; at a closed gate it gives back everything it
+//! holds, waits (parked) for that gate, and starts over. A set that mixes
+//! versions (possible only in the instants of a group cut-over) is also
+//! given back and retried; the retry meets the gates, so it does not spin.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use super::{Counters, EnterError, Member, Node};
+use crate::error::TryEnterError;
+use crate::manifest::Manifest;
+use crate::{Lease, Phase, Stateful};
+
+/// Inline room for a root and three dependencies before a call allocates.
+type Held<P> = SmallVec<[Leased<P>; 4]>;
+
+pub(crate) struct Leased<P: Stateful> {
+    /// Which node, for finding a plugin reached twice (a diamond).
+    node: usize,
+    /// `'static` is a lie told to the type system; see `acquire`.
+    lease: Lease<'static, Member<P>>,
+}
+
+/// One call through a [`Registry`](super::Registry): derefs to the plugin,
+/// and holds its declared dependencies (see [`Call::dependency`]) at
+/// versions that satisfy its manifest, for as long as it lives.
+///
+/// Hold it for a call, not for the life of a task: none of the versions it
+/// holds can finish draining until it is dropped.
+#[must_use = "a call's leases are given back as soon as it is dropped"]
+pub struct Call<'a, P: Stateful> {
+    // Field order is drop order: the leases go before the node they may
+    // borrow from.
+    held: Held<P>,
+    _owned: Option<Arc<Node<P>>>,
+    _borrowed: PhantomData<&'a Node<P>>,
+}
+
+/// A plugin version held by a [`Call`]: the root or one of its dependencies.
+#[derive(Clone, Copy)]
+pub struct Dep<'c, P: Stateful> {
+    member: &'c Member<P>,
+    generation: u64,
+}
+
+impl<'c, P: Stateful> Dep<'c, P> {
+    /// The plugin.
+    pub fn plugin(&self) -> &'c P {
+        self.member.plugin()
+    }
+
+    /// Its manifest.
+    pub fn manifest(&self) -> &'c Manifest {
+        self.member.manifest()
+    }
+
+    /// Its generation in its slot.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+impl<P: Stateful> Deref for Dep<'_, P> {
+    type Target = P;
+
+    fn deref(&self) -> &P {
+        self.member.plugin()
+    }
+}
+
+impl<'a, P: Stateful> Call<'a, P> {
+    /// A call on `root`, which the caller keeps alive for `'a` (a handle),
+    /// or which `owned` keeps alive (a lookup by name).
+    pub(crate) fn new(
+        root: &'a Node<P>,
+        owned: Option<Arc<Node<P>>>,
+        counters: &Counters,
+    ) -> Result<Self, EnterError> {
+        Ok(Call {
+            held: acquire(root, counters)?,
+            _owned: owned,
+            _borrowed: PhantomData,
+        })
+    }
+
+    /// The plugin called.
+    pub fn plugin(&self) -> &P {
+        self.root().plugin()
+    }
+
+    /// Its manifest.
+    pub fn manifest(&self) -> &Manifest {
+        self.root().manifest()
+    }
+
+    /// Its generation.
+    pub fn generation(&self) -> u64 {
+        self.held[0].lease.generation()
+    }
+
+    /// A plugin this one requires (directly or through another), at the
+    /// version leased for this call; `None` if it is not a requirement.
+    pub fn dependency(&self, name: &str) -> Option<Dep<'_, P>> {
+        self.leased()
+            .skip(1)
+            .find(|d| d.manifest().name() == name)
+    }
+
+    /// Every version this call holds: the plugin called first, then its
+    /// requirements, breadth first.
+    pub fn leased(&self) -> impl Iterator<Item = Dep<'_, P>> + '_ {
+        self.held.iter().map(|l| Dep {
+            member: &l.lease,
+            generation: l.lease.generation(),
+        })
+    }
+
+    fn root(&self) -> &Member<P> {
+        &self.held[0].lease
+    }
+}
+
+impl<P: Stateful> Deref for Call<'_, P> {
+    type Target = P;
+
+    fn deref(&self) -> &P {
+        self.plugin()
+    }
+}
+
+impl<P: Stateful> std::fmt::Debug for Call<'_, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_list();
+        for d in self.leased() {
+            list.entry(&format_args!(
+                "{} {} (generation {})",
+                d.manifest().name(),
+                d.manifest().version(),
+                d.generation()
+            ));
+        }
+        list.finish()
+    }
+}
+
+// SAFETY: a call is its leases (each `Send + Sync` for `P: Hooks`) and an
+// `Arc` of a node (`Send + Sync`); the `usize` node ids are plain numbers.
+unsafe impl<P: Stateful> Send for Leased<P> {}
+// SAFETY: as above; `&Leased` gives only `&Member<P>`, which is `Sync`.
+unsafe impl<P: Stateful> Sync for Leased<P> {}
+
+/// Extends a lease's borrow of its slot.
+///
+/// # Safety
+///
+/// The slot (its node) must outlive the returned lease.
+unsafe fn detach<P: Stateful>(lease: Lease<'_, Member<P>>) -> Lease<'static, Member<P>> {
+    // SAFETY: only the lifetime changes; the caller keeps the slot alive.
+    unsafe { std::mem::transmute::<Lease<'_, Member<P>>, Lease<'static, Member<P>>>(lease) }
+}
+
+enum Attempt {
+    Done,
+    /// A gate was closed: we gave everything back and waited for it.
+    Waited,
+    /// The set mixed versions, or reached a slot closed under it.
+    Retry,
+}
+
+/// Leases `root` and its requirements, consistently (see the module docs).
+///
+/// Why the `'static` leases are sound: a lease only ever needs its slot to
+/// exist (dropping a `Slot` finalizes its current version and assumes no
+/// lease is out). The root's node outlives the call (`'a`, or the `Arc` the
+/// call owns). A dependency's node is kept alive by an `Arc` in the
+/// `Member` of the version that requires it, and that version is leased by
+/// this same call for as long as the call exists, so it is neither
+/// finalized nor freed (S1). The leases are all dropped together, with
+/// the call, before the owned `Arc`.
+fn acquire<P: Stateful>(root: &Node<P>, counters: &Counters) -> Result<Held<P>, EnterError> {
+    let mut held: Held<P> = SmallVec::new();
+    loop {
+        held.clear();
+        match lease_all(root, &mut held)? {
+            Attempt::Done => return Ok(held),
+            Attempt::Waited => {
+                counters.gate_waits.fetch_add(1, Relaxed);
+            }
+            Attempt::Retry => {
+                counters.call_retries.fetch_add(1, Relaxed);
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+fn lease_all<P: Stateful>(root: &Node<P>, held: &mut Held<P>) -> Result<Attempt, EnterError> {
+    let root_id = root as *const Node<P> as usize;
+    match root.slot.try_enter() {
+        // SAFETY: the root's node outlives the call (see `acquire`).
+        Ok(lease) => held.push(Leased {
+            node: root_id,
+            lease: unsafe { detach(lease) },
+        }),
+        Err(TryEnterError::Quiescing) => {
+            root.slot.shared.wait_gate(None);
+            return Ok(Attempt::Waited);
+        }
+        Err(TryEnterError::Closed) => {
+            return Err(EnterError::Unregistered {
+                name: root.slot.name().to_owned(),
+            })
+        }
+    }
+    let mut i = 0;
+    while i < held.len() {
+        let member: *const Member<P> = &*held[i].lease;
+        // SAFETY: `held[i]` is a lease on the version that owns this
+        // member; it stays in `held` (which only grows) until we return,
+        // so the member is live while we use it. Pushing may move the
+        // `Leased` values, not the versions they point to.
+        let member = unsafe { &*member };
+        for (k, dep) in member.deps.iter().enumerate() {
+            let id = Arc::as_ptr(dep) as usize;
+            if let Some(seen) = held.iter().find(|l| l.node == id) {
+                // Reached twice (a diamond): one version for both paths.
+                if !member.accepts(k, seen.lease.generation(), seen.lease.manifest()) {
+                    return Ok(Attempt::Retry);
+                }
+                continue;
+            }
+            match dep.slot.try_enter() {
+                Ok(lease) => {
+                    if !member.accepts(k, lease.generation(), lease.manifest()) {
+                        return Ok(Attempt::Retry);
+                    }
+                    // SAFETY: the node is kept alive by `member`, whose
+                    // version this call leases (see `acquire`).
+                    held.push(Leased {
+                        node: id,
+                        lease: unsafe { detach(lease) },
+                    });
+                }
+                Err(TryEnterError::Quiescing) => {
+                    // Give everything back before waiting: the group commit
+                    // that closed this gate may be draining what we hold.
+                    // `dep` lives in a member we are about to release.
+                    let dep = Arc::clone(dep);
+                    held.clear();
+                    dep.slot.shared.wait_gate(None);
+                    return Ok(Attempt::Waited);
+                }
+                // A closed dependency: only a version already cut over
+                // from can still require a plugin that was unregistered,
+                // so the root has moved on; start over on its new version.
+                // If the root is still current, the registry is broken:
+                // say so rather than spin.
+                Err(TryEnterError::Closed) => {
+                    if held[0].lease.phase() == Phase::Active {
+                        return Err(EnterError::Unregistered {
+                            name: dep.slot.name().to_owned(),
+                        });
+                    }
+                    return Ok(Attempt::Retry);
+                }
+            }
+        }
+        i += 1;
+    }
+    Ok(Attempt::Done)
+}
