@@ -21,6 +21,7 @@
 //! assert_eq!(report.versions, 2);
 //! ```
 
+pub mod registry;
 pub mod stateful;
 
 use std::collections::BTreeMap;

@@ -3,7 +3,8 @@
 //! [`protocol`] models what `reload-core` does, one atomic step per action,
 //! with the properties of the contract (`shared/design/drain-protocol.md`)
 //! as named consts. [`quiesce`] models the quiesced reload with its state
-//! transfer and two-phase resource handoff. [`broken`] models two designs seen in public hot-reload
+//! transfer and two-phase resource handoff. [`registry`] models two plugins,
+//! one requiring the other, reloaded as a group under calls that lease both. [`broken`] models two designs seen in public hot-reload
 //! implementations; the checker must refute them, which is what shows the
 //! model can fail at all. [`trace`] prints a counterexample readably.
 //!
@@ -19,4 +20,5 @@
 pub mod broken;
 pub mod protocol;
 pub mod quiesce;
+pub mod registry;
 pub mod trace;

@@ -121,8 +121,8 @@ pub use hooks::{BoxError, Cause, Hook, HookFailure, Hooks};
 pub use lifecycle::{self, Phase};
 pub use plugin::{InitError, LinkError, Plugin, PrepareError, RemovalReport, StepError};
 pub use reload::{
-    Committed, GroupFailed, Mode, Prepared, ReloadFailed, ReloadFault, ReloadOptions, Returned, Salvage,
-    Transfer,
+    Committed, GroupFailed, Mode, Prepared, ReloadFailed, ReloadFault, ReloadOptions, Returned,
+    Salvage, Transfer,
 };
 pub use slot::{Lease, Slot};
 pub use state::{Active, Draining, Initialized, Linked, Loaded, Removed};

@@ -291,9 +291,14 @@ impl Manifest {
                 }
                 ["export", value] => exports.push((line, *value)),
                 ["requires", dep, range] => requires.push((line, *dep, *range, "")),
-                ["requires", dep, range, "uses", uses] => requires.push((line, *dep, *range, *uses)),
+                ["requires", dep, range, "uses", uses] => {
+                    requires.push((line, *dep, *range, *uses))
+                }
                 [field, ..] if matches!(*field, "name" | "version" | "export" | "requires") => {
-                    return Err(malformed(line, format!("wrong number of fields for `{field}`")));
+                    return Err(malformed(
+                        line,
+                        format!("wrong number of fields for `{field}`"),
+                    ));
                 }
                 [field, ..] => {
                     return Err(malformed(line, format!("unknown field `{}`", cut(field))));
@@ -456,9 +461,7 @@ impl fmt::Display for Manifest {
 fn check_header(line: &str) -> Result<(), ManifestError> {
     match line.split_once(' ') {
         Some((HEADER, format)) if format == FORMAT.to_string() => Ok(()),
-        Some((HEADER, format)) => Err(ManifestError::UnsupportedFormat {
-            found: cut(format),
-        }),
+        Some((HEADER, format)) => Err(ManifestError::UnsupportedFormat { found: cut(format) }),
         _ => Err(ManifestError::NotAManifest),
     }
 }
@@ -552,23 +555,40 @@ mod tests {
         let m = Manifest::decode(text.as_bytes()).expect("valid");
         assert_eq!(m.exports(), ["a", "b"]);
         assert_eq!(m.requirement("x").map(|r| r.uses().len()), Some(0));
-        assert!(m.requirement("x").expect("x").versions().matches(&Version::new(1, 9, 0)));
+        assert!(m
+            .requirement("x")
+            .expect("x")
+            .versions()
+            .matches(&Version::new(1, 9, 0)));
     }
 
     #[test]
     fn refuses_bad_input_with_the_line() {
         let cases: &[(&[u8], ManifestError)] = &[
             (b"", ManifestError::NotAManifest),
-            (b"reload-manifest 2\n", ManifestError::UnsupportedFormat { found: "2".into() }),
+            (
+                b"reload-manifest 2\n",
+                ManifestError::UnsupportedFormat { found: "2".into() },
+            ),
             (b"\xff", ManifestError::NotUtf8 { offset: 0 }),
-            (b"reload-manifest 1\nname a\n", ManifestError::Missing { field: "version" }),
+            (
+                b"reload-manifest 1\nname a\n",
+                ManifestError::Missing { field: "version" },
+            ),
             (
                 b"reload-manifest 1\nname a\nname b\n",
-                ManifestError::Duplicate { line: 3, what: "name", value: "b".into() },
+                ManifestError::Duplicate {
+                    line: 3,
+                    what: "name",
+                    value: "b".into(),
+                },
             ),
             (
                 b"reload-manifest 1\nname A\n",
-                ManifestError::BadName { line: 2, name: "A".into() },
+                ManifestError::BadName {
+                    line: 2,
+                    name: "A".into(),
+                },
             ),
             (
                 b"reload-manifest 1\nname a\nversion 1\n",
@@ -584,11 +604,18 @@ mod tests {
             ),
             (
                 b"reload-manifest 1\nname a\nversion 1.0.0\nexport x\nexport x\n",
-                ManifestError::Duplicate { line: 5, what: "export", value: "x".into() },
+                ManifestError::Duplicate {
+                    line: 5,
+                    what: "export",
+                    value: "x".into(),
+                },
             ),
             (
                 b"reload-manifest 1\nname a\r\n",
-                ManifestError::Malformed { line: 2, reason: "control character '\\r'".into() },
+                ManifestError::Malformed {
+                    line: 2,
+                    reason: "control character '\\r'".into(),
+                },
             ),
             (
                 b"reload-manifest 1\nname  a\n",
@@ -599,7 +626,10 @@ mod tests {
             ),
             (
                 b"reload-manifest 1\nsigned yes\n",
-                ManifestError::Malformed { line: 2, reason: "unknown field `signed`".into() },
+                ManifestError::Malformed {
+                    line: 2,
+                    reason: "unknown field `signed`".into(),
+                },
             ),
         ];
         for (bytes, expected) in cases {
@@ -608,7 +638,10 @@ mod tests {
         let big = vec![b'#'; MAX_LEN + 1];
         assert_eq!(
             Manifest::decode(&big),
-            Err(ManifestError::TooLarge { len: MAX_LEN + 1, max: MAX_LEN })
+            Err(ManifestError::TooLarge {
+                len: MAX_LEN + 1,
+                max: MAX_LEN
+            })
         );
     }
 
@@ -622,8 +655,17 @@ mod tests {
                 .expect("valid")
         };
         assert_eq!(r.check(&udf("1.4.0", &["eval", "compile", "x"])), Ok(()));
-        assert_eq!(r.check(&udf("2.0.0", &["eval", "compile"])), Err(Unmet::Version));
-        assert_eq!(r.check(&udf("1.0.0", &["eval"])), Err(Unmet::Export("compile".into())));
-        assert_eq!(r.check(&Manifest::new("other", "1.0.0").expect("valid")), Err(Unmet::Name));
+        assert_eq!(
+            r.check(&udf("2.0.0", &["eval", "compile"])),
+            Err(Unmet::Version)
+        );
+        assert_eq!(
+            r.check(&udf("1.0.0", &["eval"])),
+            Err(Unmet::Export("compile".into()))
+        );
+        assert_eq!(
+            r.check(&Manifest::new("other", "1.0.0").expect("valid")),
+            Err(Unmet::Name)
+        );
     }
 }

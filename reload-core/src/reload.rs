@@ -432,7 +432,9 @@ impl<P: Stateful> Slot<P> {
     ) -> Result<Prepared<'_, P>, ReloadFailed<P>> {
         match self.take_turn(options.wait_for_turn) {
             Ok(turn) => self.prepare_in_turn(turn, next, cx, options),
-            Err(fault) => Err(self.prepare_failed(fault, Returned::Loaded(next), Salvage::default())),
+            Err(fault) => {
+                Err(self.prepare_failed(fault, Returned::Loaded(next), Salvage::default()))
+            }
         }
     }
 
@@ -863,7 +865,9 @@ impl<'s, P: Stateful> Prepared<'s, P> {
     /// [`GroupFailed`], with one [`ReloadFailed`] per member in the group's
     /// order: the member that failed has its fault, the others
     /// [`ReloadFault::GroupAborted`]. Every old version serves on as it was.
-    pub fn commit_together(group: Vec<Prepared<'s, P>>) -> Result<Vec<Committed<P>>, GroupFailed<P>> {
+    pub fn commit_together(
+        group: Vec<Prepared<'s, P>>,
+    ) -> Result<Vec<Committed<P>>, GroupFailed<P>> {
         let mut group = group;
         let started = Instant::now();
         let mut gated = Vec::with_capacity(group.len());
@@ -967,7 +971,12 @@ pub struct GroupFailed<P: Hooks> {
 }
 
 impl<P: Stateful> GroupFailed<P> {
-    fn new(group: Vec<Prepared<'_, P>>, failed: usize, fault: ReloadFault, rolled_back: bool) -> Self {
+    fn new(
+        group: Vec<Prepared<'_, P>>,
+        failed: usize,
+        fault: ReloadFault,
+        rolled_back: bool,
+    ) -> Self {
         let failed_name = group[failed].slot.name().to_owned();
         let mut fault = Some(fault);
         let members = group

@@ -90,7 +90,11 @@ fn call_c(registry: &Registry<Part>) -> Result<[u64; 3], EnterError> {
     for p in [call.plugin(), b.plugin(), a.plugin()] {
         p.run();
     }
-    Ok([call.plugin().semver().major, b.semver().major, a.semver().major])
+    Ok([
+        call.plugin().semver().major,
+        b.semver().major,
+        a.semver().major,
+    ])
 }
 
 #[test]
@@ -100,7 +104,9 @@ fn a_chain_of_three_reloads_together_under_concurrent_callers() {
     let book = Arc::new(Parts::default());
     let catalog = Arc::new(Catalog::default());
     let registry = Arc::new(Registry::new(Unchecked).with_source(Fetch(Arc::clone(&catalog))));
-    registry.register_all(chain(1, &book), &()).expect("registered");
+    registry
+        .register_all(chain(1, &book), &())
+        .expect("registered");
 
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..WORKERS)
@@ -133,7 +139,10 @@ fn a_chain_of_three_reloads_together_under_concurrent_callers() {
         let next = round + 2;
         let mut packages = chain(next, &book);
         let (c, b) = (packages.pop().expect("c"), packages.pop().expect("b"));
-        catalog.next.lock().extend([("b".to_owned(), b), ("c".to_owned(), c)]);
+        catalog
+            .next
+            .lock()
+            .extend([("b".to_owned(), b), ("c".to_owned(), c)]);
         // Only a is given: b and c must follow, fetched from the catalog.
         let options = if round % 2 == 0 {
             ReloadOptions::quiesced(QUIESCE)
@@ -145,13 +154,24 @@ fn a_chain_of_three_reloads_together_under_concurrent_callers() {
             .unwrap_or_else(|r| panic!("round {round}: {r}"));
         let order: Vec<_> = report.changes.iter().map(|c| c.plugin.as_str()).collect();
         assert_eq!(order, ["a", "b", "c"], "dependencies first");
-        assert!(report.changes.iter().all(|c| c.kind == VersionChange::Upgrade));
+        assert!(report
+            .changes
+            .iter()
+            .all(|c| c.kind == VersionChange::Upgrade));
         assert_eq!(
-            report.changes.iter().map(|c| c.followed).collect::<Vec<_>>(),
+            report
+                .changes
+                .iter()
+                .map(|c| c.followed)
+                .collect::<Vec<_>>(),
             [false, true, true]
         );
         for change in report.changes {
-            change.committed.old.wait().expect("old version drains and shuts down");
+            change
+                .committed
+                .old
+                .wait()
+                .expect("old version drains and shuts down");
             drained += 1;
         }
         // Let the workers run on the new chain before the next round.
@@ -163,7 +183,10 @@ fn a_chain_of_three_reloads_together_under_concurrent_callers() {
     for w in workers {
         let (calls, mixed, failed, seen) = w.join().expect("worker");
         assert_eq!(failed, 0, "no call dropped");
-        assert_eq!(mixed, 0, "no call across versions outside the declared ranges");
+        assert_eq!(
+            mixed, 0,
+            "no call across versions outside the declared ranges"
+        );
         total += calls;
         for (k, v) in seen {
             *per_major.entry(k).or_default() += v;
@@ -172,17 +195,28 @@ fn a_chain_of_three_reloads_together_under_concurrent_callers() {
     assert_eq!(drained, 3 * ROUNDS);
     assert_eq!(book.used_after_shutdown.load(Ordering::Relaxed), 0);
     let shutdowns = book.shutdowns.lock();
-    assert_eq!(shutdowns.len(), 3 * ROUNDS as usize, "every old version shut down");
+    assert_eq!(
+        shutdowns.len(),
+        3 * ROUNDS as usize,
+        "every old version shut down"
+    );
     assert!(shutdowns.values().all(|&n| n == 1), "exactly once");
     drop(shutdowns);
     assert_eq!(
         versions(&registry),
-        [("a", "61.0.0"), ("b", "61.0.0"), ("c", "61.0.0")].map(|(n, v)| (n.to_owned(), v.to_owned()))
+        [("a", "61.0.0"), ("b", "61.0.0"), ("c", "61.0.0")]
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
     );
     let stats = registry.stats();
-    assert_eq!((stats.reloads, stats.plugins_reloaded, stats.followed), (ROUNDS, 3 * ROUNDS, 2 * ROUNDS));
+    assert_eq!(
+        (stats.reloads, stats.plugins_reloaded, stats.followed),
+        (ROUNDS, 3 * ROUNDS, 2 * ROUNDS)
+    );
     assert_eq!(catalog.fetched.load(Ordering::Relaxed), 2 * ROUNDS);
-    assert!(total > 0 && per_major.len() > 1, "calls were served across versions: {per_major:?}");
+    assert!(
+        total > 0 && per_major.len() > 1,
+        "calls were served across versions: {per_major:?}"
+    );
     println!(
         "{total} calls over {} versions of the chain; {} retries, {} gate waits",
         per_major.len(),
@@ -194,15 +228,38 @@ fn a_chain_of_three_reloads_together_under_concurrent_callers() {
 #[test]
 fn a_failure_in_the_middle_of_the_chain_leaves_all_three_old() {
     for (name, quiesced, faults) in [
-        ("init fails", false, PartFaults { fail_init: true, ..PartFaults::default() }),
-        ("init panics", true, PartFaults { panic_init: true, ..PartFaults::default() }),
+        (
+            "init fails",
+            false,
+            PartFaults {
+                fail_init: true,
+                ..PartFaults::default()
+            },
+        ),
+        (
+            "init panics",
+            true,
+            PartFaults {
+                panic_init: true,
+                ..PartFaults::default()
+            },
+        ),
         // Restore runs at commit in quiesced mode: after a and c were
         // prepared and every gate closed, with a already carried over.
-        ("restore fails at commit", true, PartFaults { fail_restore: true, ..PartFaults::default() }),
+        (
+            "restore fails at commit",
+            true,
+            PartFaults {
+                fail_restore: true,
+                ..PartFaults::default()
+            },
+        ),
     ] {
         let book = Arc::new(Parts::default());
         let registry = Registry::new(Unchecked);
-        registry.register_all(chain(1, &book), &()).expect("registered");
+        registry
+            .register_all(chain(1, &book), &())
+            .expect("registered");
         for _ in 0..5 {
             call_c(&registry).expect("served");
         }
@@ -222,12 +279,17 @@ fn a_failure_in_the_middle_of_the_chain_leaves_all_three_old() {
             "{name}: {}",
             r.error
         );
-        let mut back: Vec<_> = r.packages.iter().map(|p| p.manifest().name().to_owned()).collect();
+        let mut back: Vec<_> = r
+            .packages
+            .iter()
+            .map(|p| p.manifest().name().to_owned())
+            .collect();
         back.sort();
         assert_eq!(back, ["a", "b", "c"], "{name}: every package handed back");
         assert_eq!(
             versions(&registry),
-            [("a", "1.0.0"), ("b", "1.0.0"), ("c", "1.0.0")].map(|(n, v)| (n.to_owned(), v.to_owned())),
+            [("a", "1.0.0"), ("b", "1.0.0"), ("c", "1.0.0")]
+                .map(|(n, v)| (n.to_owned(), v.to_owned())),
             "{name}"
         );
         // The old chain serves on, with its counts intact, and a correct
@@ -241,13 +303,20 @@ fn a_failure_in_the_middle_of_the_chain_leaves_all_three_old() {
             .expect("the next reload works");
         assert_eq!(report.changes.len(), 3);
         assert_eq!(call_c(&registry).expect("served"), [2, 2, 2]);
-        assert_eq!(registry.enter("c").expect("served").count(), 7, "{name}: state carried");
+        assert_eq!(
+            registry.enter("c").expect("served").count(),
+            7,
+            "{name}: state carried"
+        );
         assert_eq!(book.used_after_shutdown.load(Ordering::Relaxed), 0);
     }
 }
 
 /// Blocks a part's init until told, and reports that it started.
-fn gate_hook(started: mpsc::Sender<String>, release: Arc<Barrier>) -> reload_core::testing::InitHook {
+fn gate_hook(
+    started: mpsc::Sender<String>,
+    release: Arc<Barrier>,
+) -> reload_core::testing::InitHook {
     let started = Mutex::new(started);
     Arc::new(move |name: &str, _: &Version| {
         let _ = started.lock().send(name.to_owned());
@@ -260,7 +329,13 @@ fn reloads_of_independent_plugins_overlap() {
     let book = Arc::new(Parts::default());
     let registry = Arc::new(Registry::new(Unchecked));
     registry
-        .register_all(vec![part("x", "1.0.0", &book, &[]), part("y", "1.0.0", &book, &[])], &())
+        .register_all(
+            vec![
+                part("x", "1.0.0", &book, &[]),
+                part("y", "1.0.0", &book, &[]),
+            ],
+            &(),
+        )
         .expect("registered");
     // Both inits block on one barrier of two: they can only both pass if
     // both reloads are in prepare at the same time. A global reload lock
@@ -303,15 +378,23 @@ fn reloads_of_independent_plugins_overlap() {
     let spans = spans.lock();
     let latest_start = spans.iter().map(|s| s.0).max().expect("two");
     let earliest_end = spans.iter().map(|s| s.1).min().expect("two");
-    assert!(latest_start < earliest_end, "the two reloads overlap in time");
-    assert_eq!(versions(&registry), [("x", "1.1.0"), ("y", "1.1.0")].map(|(n, v)| (n.to_owned(), v.to_owned())));
+    assert!(
+        latest_start < earliest_end,
+        "the two reloads overlap in time"
+    );
+    assert_eq!(
+        versions(&registry),
+        [("x", "1.1.0"), ("y", "1.1.0")].map(|(n, v)| (n.to_owned(), v.to_owned()))
+    );
 }
 
 #[test]
 fn reloads_of_overlapping_sets_are_serialized() {
     let book = Arc::new(Parts::default());
     let registry = Arc::new(Registry::new(Unchecked));
-    registry.register_all(chain(1, &book), &()).expect("registered");
+    registry
+        .register_all(chain(1, &book), &())
+        .expect("registered");
     // Reload 1 changes b (so it holds the turns of a, b and c) and blocks
     // in b's init until released. Reload 2 changes c alone. It must not
     // reach c's init while reload 1 is in progress.
@@ -335,18 +418,33 @@ fn reloads_of_overlapping_sets_are_serialized() {
         &book,
         &[("b", "^1")],
         PartFaults {
-            on_init: Some(Arc::new(move |_: &str, _: &Version| flag.store(true, Ordering::SeqCst))),
+            on_init: Some(Arc::new(move |_: &str, _: &Version| {
+                flag.store(true, Ordering::SeqCst)
+            })),
             ..PartFaults::default()
         },
     );
     let r1 = {
         let registry = Arc::clone(&registry);
-        thread::spawn(move || registry.reload(vec![first], &(), ReloadOptions::immediate()).map(|r| r.changes.len()))
+        thread::spawn(move || {
+            registry
+                .reload(vec![first], &(), ReloadOptions::immediate())
+                .map(|r| r.changes.len())
+                .map_err(|r| r.to_string())
+        })
     };
-    assert_eq!(inits.recv_timeout(Duration::from_secs(30)).as_deref(), Ok("b"));
+    assert_eq!(
+        inits.recv_timeout(Duration::from_secs(30)).as_deref(),
+        Ok("b")
+    );
     let r2 = {
         let registry = Arc::clone(&registry);
-        thread::spawn(move || registry.reload(vec![second], &(), ReloadOptions::immediate()).map(|r| r.changes.len()))
+        thread::spawn(move || {
+            registry
+                .reload(vec![second], &(), ReloadOptions::immediate())
+                .map(|r| r.changes.len())
+                .map_err(|r| r.to_string())
+        })
     };
     // While reload 1 sits in b's init, lookups and calls go on...
     for _ in 0..100 {
@@ -355,7 +453,10 @@ fn reloads_of_overlapping_sets_are_serialized() {
     assert_eq!(versions(&registry).len(), 3);
     // ...and reload 2 waits for its turn, not in c's init.
     thread::sleep(Duration::from_millis(100));
-    assert!(!second_started.load(Ordering::SeqCst), "overlapping reloads ran concurrently");
+    assert!(
+        !second_started.load(Ordering::SeqCst),
+        "overlapping reloads ran concurrently"
+    );
     release_first.wait();
     assert_eq!(r1.join().expect("thread").expect("reload 1"), 1);
     assert_eq!(r2.join().expect("thread").expect("reload 2"), 1);
@@ -384,11 +485,21 @@ fn lookups_never_see_a_half_registered_plugin() {
     );
     let t = {
         let registry = Arc::clone(&registry);
-        thread::spawn(move || registry.register(package, &()).map_err(|r| r.error.to_string()))
+        thread::spawn(move || {
+            registry
+                .register(package, &())
+                .map_err(|r| r.error.to_string())
+        })
     };
-    assert_eq!(inits.recv_timeout(Duration::from_secs(30)).as_deref(), Ok("slow"));
+    assert_eq!(
+        inits.recv_timeout(Duration::from_secs(30)).as_deref(),
+        Ok("slow")
+    );
     assert!(!registry.contains("slow"));
-    assert!(matches!(registry.enter("slow"), Err(EnterError::NotRegistered { .. })));
+    assert!(matches!(
+        registry.enter("slow"),
+        Err(EnterError::NotRegistered { .. })
+    ));
     assert!(registry.list().is_empty());
     release.wait();
     t.join().expect("thread").expect("registered");
@@ -399,19 +510,36 @@ fn lookups_never_see_a_half_registered_plugin() {
 fn registration_refuses_cycles_missing_and_unmet_requirements() {
     let book = Arc::new(Parts::default());
     let registry = Registry::new(Unchecked);
-    registry.register_all(chain(1, &book), &()).expect("registered");
+    registry
+        .register_all(chain(1, &book), &())
+        .expect("registered");
     let cases: Vec<(Vec<Package<Part>>, &str)> = vec![
-        (vec![part("d", "1.0.0", &book, &[("nope", "*")])], "`d` requires `nope` *, but it is not registered"),
+        (
+            vec![part("d", "1.0.0", &book, &[("nope", "*")])],
+            "`d` requires `nope` *, but it is not registered",
+        ),
         (
             vec![part("d", "1.0.0", &book, &[("a", "^2")])],
             "`d` requires `a` ^2, but its version is outside the accepted range",
         ),
         (
-            vec![part("x", "1.0.0", &book, &[("y", "*")]), part("y", "1.0.0", &book, &[("x", "*")])],
+            vec![
+                part("x", "1.0.0", &book, &[("y", "*")]),
+                part("y", "1.0.0", &book, &[("x", "*")]),
+            ],
             "dependency cycle: x -> y -> x",
         ),
-        (vec![part("a", "1.0.0", &book, &[])], "a plugin `a` is registered already"),
-        (vec![part("d", "1.0.0", &book, &[]), part("d", "1.0.1", &book, &[])], "two packages for plugin `d`"),
+        (
+            vec![part("a", "1.0.0", &book, &[])],
+            "a plugin `a` is registered already",
+        ),
+        (
+            vec![
+                part("d", "1.0.0", &book, &[]),
+                part("d", "1.0.1", &book, &[]),
+            ],
+            "two packages for plugin `d`",
+        ),
     ];
     for (packages, message) in cases {
         let n = packages.len();
@@ -424,7 +552,16 @@ fn registration_refuses_cycles_missing_and_unmet_requirements() {
     let r = rejected(registry.register_all(
         vec![
             part("d", "1.0.0", &book, &[("a", "^1")]),
-            faulty("e", "1.0.0", &book, &[("d", "^1")], PartFaults { fail_init: true, ..PartFaults::default() }),
+            faulty(
+                "e",
+                "1.0.0",
+                &book,
+                &[("d", "^1")],
+                PartFaults {
+                    fail_init: true,
+                    ..PartFaults::default()
+                },
+            ),
         ],
         &(),
     ));
@@ -439,12 +576,17 @@ fn registration_refuses_cycles_missing_and_unmet_requirements() {
 fn unregister_names_the_dependents_and_drains() {
     let book = Arc::new(Parts::default());
     let registry = Registry::new(Unchecked);
-    registry.register_all(chain(1, &book), &()).expect("registered");
+    registry
+        .register_all(chain(1, &book), &())
+        .expect("registered");
     let err = registry.unregister("a").expect_err("b requires a");
     assert_eq!(err.to_string(), "`a` is required by b");
     let c = registry.handle("c").expect("registered");
     let in_flight = c.enter().expect("served");
-    let draining = registry.unregister("c").expect("no dependents").expect("was serving");
+    let draining = registry
+        .unregister("c")
+        .expect("no dependents")
+        .expect("was serving");
     assert!(matches!(c.enter(), Err(EnterError::Unregistered { .. })));
     assert!(!draining.is_drained(), "the call in flight holds it");
     drop(in_flight);
@@ -453,46 +595,93 @@ fn unregister_names_the_dependents_and_drains() {
     registry.unregister("b").expect("now unrequired");
     registry.unregister("a").expect("now unrequired");
     assert!(registry.list().is_empty());
-    assert!(matches!(registry.unregister("a"), Err(RegistryError::NotRegistered { .. })));
+    assert!(matches!(
+        registry.unregister("a"),
+        Err(RegistryError::NotRegistered { .. })
+    ));
 }
 
 #[test]
 fn a_breaking_reload_without_next_dependents_is_refused_and_exports_are_kept() {
     let book = Arc::new(Parts::default());
     let registry = Registry::new(Unchecked);
-    registry.register_all(chain(1, &book), &()).expect("registered");
-    let r = rejected(registry.reload(vec![part("a", "2.0.0", &book, &[])], &(), ReloadOptions::immediate()));
+    registry
+        .register_all(chain(1, &book), &())
+        .expect("registered");
+    let r = rejected(registry.reload(
+        vec![part("a", "2.0.0", &book, &[])],
+        &(),
+        ReloadOptions::immediate(),
+    ));
     assert_eq!(
         r.error.to_string(),
         "`b` must follow `a` 2.0.0 (its version is outside the accepted range), but no next version of it is available"
     );
     // A version of a that drops the export b uses is refused the same way.
-    let no_run = Manifest::new("a", "1.1.0").expect("valid").export("other").expect("valid");
+    let no_run = Manifest::new("a", "1.1.0")
+        .expect("valid")
+        .export("other")
+        .expect("valid");
     let content = no_run.encode();
     let package = Package::new(Part::new("a", "1.1.0", &book), no_run, content);
     let r = rejected(registry.reload(vec![package], &(), ReloadOptions::immediate()));
-    assert!(r.error.to_string().contains("it does not export `run`"), "{}", r.error);
+    assert!(
+        r.error.to_string().contains("it does not export `run`"),
+        "{}",
+        r.error
+    );
     // Name must match.
-    let r = rejected(registry.reload_plugin("a", part("b", "1.0.1", &book, &[("a", "^1")]), &(), ReloadOptions::immediate()));
-    assert_eq!(r.error.to_string(), "expected a version of `a`, got one of `b`");
+    let r = rejected(registry.reload_plugin(
+        "a",
+        part("b", "1.0.1", &book, &[("a", "^1")]),
+        &(),
+        ReloadOptions::immediate(),
+    ));
+    assert_eq!(
+        r.error.to_string(),
+        "expected a version of `a`, got one of `b`"
+    );
     // Version changes are reported, including a downgrade and a rebuild.
     let report = registry
-        .reload(vec![part("a", "1.2.0", &book, &[])], &(), ReloadOptions::immediate())
+        .reload(
+            vec![part("a", "1.2.0", &book, &[])],
+            &(),
+            ReloadOptions::immediate(),
+        )
         .expect("compatible");
     assert_eq!(report.changes[0].kind, VersionChange::Upgrade);
     let report = registry
-        .reload(vec![part("a", "1.1.0", &book, &[])], &(), ReloadOptions::immediate())
+        .reload(
+            vec![part("a", "1.1.0", &book, &[])],
+            &(),
+            ReloadOptions::immediate(),
+        )
         .expect("compatible");
     assert_eq!(report.changes[0].kind, VersionChange::Downgrade);
-    let rebuilt = Manifest::new("a", "1.1.0").and_then(|m| m.export("run")).and_then(|m| m.export("extra")).expect("valid");
+    let rebuilt = Manifest::new("a", "1.1.0")
+        .and_then(|m| m.export("run"))
+        .and_then(|m| m.export("extra"))
+        .expect("valid");
     let content = rebuilt.encode();
     let report = registry
-        .reload(vec![Package::new(Part::new("a", "1.1.0", &book), rebuilt, content)], &(), ReloadOptions::immediate())
+        .reload(
+            vec![Package::new(
+                Part::new("a", "1.1.0", &book),
+                rebuilt,
+                content,
+            )],
+            &(),
+            ReloadOptions::immediate(),
+        )
         .expect("compatible");
     assert_eq!(report.changes[0].kind, VersionChange::Rebuild);
     assert_eq!(report.changes[0].exports_added, ["extra"]);
     let report = registry
-        .reload(vec![part("a", "1.1.0", &book, &[])], &(), ReloadOptions::immediate())
+        .reload(
+            vec![part("a", "1.1.0", &book, &[])],
+            &(),
+            ReloadOptions::immediate(),
+        )
         .expect("compatible");
     assert_eq!(report.changes[0].exports_removed, ["extra"]);
     assert_eq!(versions(&registry)[0], ("a".to_owned(), "1.1.0".to_owned()));
@@ -505,14 +694,21 @@ fn every_load_goes_through_the_verifier() {
     let pins = Arc::new(HashPin::new().with("a", *v1.digest()));
     let verifier = {
         let pins = Arc::clone(&pins);
-        move |artifact: &reload_core::verify::Artifact<'_>| reload_core::verify::Verifier::verify(&*pins, artifact)
+        move |artifact: &reload_core::verify::Artifact<'_>| {
+            reload_core::verify::Verifier::verify(&*pins, artifact)
+        }
     };
     let registry = Registry::new(verifier);
     let unpinned = rejected(registry.register(part("b", "1.0.0", &book, &[]), &()));
-    assert!(matches!(unpinned.error, RegistryError::Verify(VerifyError::Unpinned { .. })));
+    assert!(matches!(
+        unpinned.error,
+        RegistryError::Verify(VerifyError::Unpinned { .. })
+    ));
     registry.register(v1, &()).expect("pinned");
     // A tampered build: same manifest, other content.
-    let m = Manifest::new("a", "1.1.0").and_then(|m| m.export("run")).expect("valid");
+    let m = Manifest::new("a", "1.1.0")
+        .and_then(|m| m.export("run"))
+        .expect("valid");
     let tampered = Package::new(Part::new("a", "1.1.0", &book), m.clone(), b"evil".to_vec());
     let r = rejected(registry.reload(vec![tampered], &(), ReloadOptions::immediate()));
     assert!(
@@ -521,11 +717,20 @@ fn every_load_goes_through_the_verifier() {
         r.error
     );
     assert_eq!(r.packages.len(), 1, "handed back");
-    assert_eq!(registry.enter("a").expect("old serves").semver().to_string(), "1.0.0");
+    assert_eq!(
+        registry
+            .enter("a")
+            .expect("old serves")
+            .semver()
+            .to_string(),
+        "1.0.0"
+    );
     // Pin the new build, and it goes through.
     let good = Package::new(Part::new("a", "1.1.0", &book), m, b"good".to_vec());
     pins.pin("a", Digest::of(b"good"));
-    registry.reload(vec![good], &(), ReloadOptions::immediate()).expect("pinned");
+    registry
+        .reload(vec![good], &(), ReloadOptions::immediate())
+        .expect("pinned");
     assert_eq!(registry.stats().verify_failures, 2);
 }
 
@@ -533,14 +738,22 @@ fn every_load_goes_through_the_verifier() {
 fn a_panicking_call_is_contained() {
     let book = Arc::new(Parts::default());
     let registry = Registry::new(Unchecked);
-    registry.register_all(chain(1, &book), &()).expect("registered");
+    registry
+        .register_all(chain(1, &book), &())
+        .expect("registered");
     let err = registry
         .call("c", |_| -> u64 { panic!("boom") })
         .expect_err("panicked");
-    assert!(matches!(&err, EnterError::Panicked(f) if f.plugin == "c"), "{err}");
+    assert!(
+        matches!(&err, EnterError::Panicked(f) if f.plugin == "c"),
+        "{err}"
+    );
     assert_eq!(call_c(&registry).expect("served"), [1, 1, 1]);
     let stats = registry.stats();
-    assert!(stats.per_plugin.values().all(|s| s.in_flight == 0), "no lease leaked");
+    assert!(
+        stats.per_plugin.values().all(|s| s.in_flight == 0),
+        "no lease leaked"
+    );
     registry
         .reload(chain(2, &book), &(), ReloadOptions::quiesced(QUIESCE))
         .expect("nothing wedged");
@@ -551,11 +764,16 @@ fn handles_and_calls_are_send() {
     fn send<T: Send>(_: &T) {}
     let book = Arc::new(Parts::default());
     let registry = Registry::new(Unchecked);
-    registry.register_all(chain(1, &book), &()).expect("registered");
+    registry
+        .register_all(chain(1, &book), &())
+        .expect("registered");
     let handle = registry.handle("c").expect("registered");
     let call = handle.enter().expect("served");
     send(&handle);
     send(&call);
     assert_eq!(call.leased().count(), 3);
-    assert_eq!(format!("{call:?}"), "[c 1.0.0 (generation 1), b 1.0.0 (generation 1), a 1.0.0 (generation 1)]");
+    assert_eq!(
+        format!("{call:?}"),
+        "[c 1.0.0 (generation 1), b 1.0.0 (generation 1), a 1.0.0 (generation 1)]"
+    );
 }

@@ -119,9 +119,7 @@ impl<'a, P: Stateful> Call<'a, P> {
     /// A plugin this one requires (directly or through another), at the
     /// version leased for this call; `None` if it is not a requirement.
     pub fn dependency(&self, name: &str) -> Option<Dep<'_, P>> {
-        self.leased()
-            .skip(1)
-            .find(|d| d.manifest().name() == name)
+        self.leased().skip(1).find(|d| d.manifest().name() == name)
     }
 
     /// Every version this call holds: the plugin called first, then its
@@ -215,11 +213,14 @@ fn acquire<P: Stateful>(root: &Node<P>, counters: &Counters) -> Result<Held<P>, 
 fn lease_all<P: Stateful>(root: &Node<P>, held: &mut Held<P>) -> Result<Attempt, EnterError> {
     let root_id = root as *const Node<P> as usize;
     match root.slot.try_enter() {
-        // SAFETY: the root's node outlives the call (see `acquire`).
-        Ok(lease) => held.push(Leased {
-            node: root_id,
-            lease: unsafe { detach(lease) },
-        }),
+        Ok(lease) => {
+            // SAFETY: the root's node outlives the call (see `acquire`).
+            let lease = unsafe { detach(lease) };
+            held.push(Leased {
+                node: root_id,
+                lease,
+            });
+        }
         Err(TryEnterError::Quiescing) => {
             root.slot.shared.wait_gate(None);
             return Ok(Attempt::Waited);
@@ -254,10 +255,8 @@ fn lease_all<P: Stateful>(root: &Node<P>, held: &mut Held<P>) -> Result<Attempt,
                     }
                     // SAFETY: the node is kept alive by `member`, whose
                     // version this call leases (see `acquire`).
-                    held.push(Leased {
-                        node: id,
-                        lease: unsafe { detach(lease) },
-                    });
+                    let lease = unsafe { detach(lease) };
+                    held.push(Leased { node: id, lease });
                 }
                 Err(TryEnterError::Quiescing) => {
                     // Give everything back before waiting: the group commit

@@ -60,6 +60,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Registry errors are large (names, versions, ranges) and on the cold path:
+// registrations and reloads, never calls. Boxing them would buy nothing.
+#![allow(clippy::result_large_err)]
+
 mod call;
 mod member;
 mod plan;
@@ -83,7 +87,7 @@ use crate::plugin::PrepareError;
 use crate::reload::{Committed, Prepared, ReloadFault, Salvage, Turn};
 use crate::state::Draining;
 use crate::stats::SlotStats;
-use crate::verify::{Digest, VerifyError, Verifier};
+use crate::verify::{Digest, Verifier, VerifyError};
 use crate::{BoxError, Plugin, ReloadOptions, Slot, Stateful};
 
 /// How many times an operation re-plans when the map changed while it took
@@ -413,6 +417,9 @@ pub(crate) struct Node<P: Stateful> {
 
 type Map<P> = BTreeMap<String, Arc<Node<P>>>;
 
+/// Reload turns held, by plugin, in name order.
+type Turns<'m, P> = Vec<(String, Turn<'m, Member<P>>)>;
+
 /// Many named plugins of type `P`, with dependencies, reloads that carry
 /// dependents along, and a verifier on every load. See the [module
 /// docs](self).
@@ -554,11 +561,7 @@ impl<P: Stateful> Registry<P> {
         result.map(drop)
     }
 
-    fn try_register(
-        &self,
-        packages: Vec<Package<P>>,
-        cx: &P::Context,
-    ) -> Result<u64, Rejected<P>> {
+    fn try_register(&self, packages: Vec<Package<P>>, cx: &P::Context) -> Result<u64, Rejected<P>> {
         let packages = match by_name(packages) {
             Ok(p) => p,
             Err((error, packages)) => return Err(Rejected::new(error, packages)),
@@ -589,7 +592,10 @@ impl<P: Stateful> Registry<P> {
                 return Ok(added);
             }
         }
-        Err(Rejected::new(self.too_busy(&adds), packages.into_values().collect()))
+        Err(Rejected::new(
+            self.too_busy(&adds),
+            packages.into_values().collect(),
+        ))
     }
 
     /// Links and inits `packages` in `plan`'s order, then publishes them all
@@ -665,7 +671,10 @@ impl<P: Stateful> Registry<P> {
     /// [`RegistryError::NotRegistered`]; [`RegistryError::HasDependents`]
     /// naming the plugins that require it; [`RegistryError::Busy`] if a
     /// reload of it did not finish within the turn timeout.
-    pub fn unregister(&self, name: &str) -> Result<Option<Plugin<Member<P>, Draining>>, RegistryError> {
+    pub fn unregister(
+        &self,
+        name: &str,
+    ) -> Result<Option<Plugin<Member<P>, Draining>>, RegistryError> {
         let _admin = self.admin.lock();
         let map = self.map.load_full();
         let Some(node) = map.get(name) else {
@@ -789,8 +798,14 @@ impl<P: Stateful> Registry<P> {
                 return self.reload_planned(&map, &plan, turns, packages, cx, options);
             }
         }
-        let names = given.keys().map(|n| (n.clone(), Arc::new(given[n].manifest().clone()))).collect();
-        Err(Rejected::new(self.too_busy(&names), hand_back(given, fetched)))
+        let names = given
+            .keys()
+            .map(|n| (n.clone(), Arc::new(given[n].manifest().clone())))
+            .collect();
+        Err(Rejected::new(
+            self.too_busy(&names),
+            hand_back(given, fetched),
+        ))
     }
 
     /// Prepares, dependencies first, and commits `plan`; the caller took
@@ -799,7 +814,7 @@ impl<P: Stateful> Registry<P> {
         &self,
         map: &Arc<Map<P>>,
         plan: &plan::Plan,
-        turns: Vec<(String, Turn<'_, Member<P>>)>,
+        turns: Turns<'_, P>,
         mut packages: BTreeMap<String, Package<P>>,
         cx: &P::Context,
         options: ReloadOptions,
@@ -827,12 +842,15 @@ impl<P: Stateful> Registry<P> {
                     let mut back = vec![returned.into_plugin().into_package()];
                     // Abort the ones prepared, newest first.
                     back.extend(
-                        prepared
-                            .drain(..)
-                            .rev()
-                            .map(|p: Prepared<'_, Member<P>>| p.abort().into_inner().into_package()),
+                        prepared.drain(..).rev().map(|p: Prepared<'_, Member<P>>| {
+                            p.abort().into_inner().into_package()
+                        }),
                     );
-                    back.extend(plan.order[i + 1..].iter().filter_map(|n| packages.remove(n)));
+                    back.extend(
+                        plan.order[i + 1..]
+                            .iter()
+                            .filter_map(|n| packages.remove(n)),
+                    );
                     let mut rejected = Rejected::new(
                         RegistryError::Reload {
                             plugin: name.clone(),
@@ -874,7 +892,14 @@ impl<P: Stateful> Registry<P> {
             .map(|((name, (old, old_digest, new, new_digest)), committed)| {
                 *map[name].current.lock() = Arc::clone(&new);
                 let same_build = old_digest == Some(new_digest);
-                change(name, &old, &new, same_build, plan.followed.contains(name), committed)
+                change(
+                    name,
+                    &old,
+                    &new,
+                    same_build,
+                    plan.followed.contains(name),
+                    committed,
+                )
             })
             .collect();
         drop(turns);
@@ -962,7 +987,7 @@ impl<P: Stateful> Registry<P> {
         &self,
         map: &'m Map<P>,
         names: &BTreeSet<String>,
-    ) -> Result<Vec<(String, Turn<'m, Member<P>>)>, RegistryError> {
+    ) -> Result<Turns<'m, P>, RegistryError> {
         let mut turns = Vec::with_capacity(names.len());
         for name in names {
             let Some(node) = map.get(name) else {
@@ -1142,7 +1167,12 @@ fn by_name<P>(
 fn resolve<P: Stateful>(manifest: &Manifest, map: &Map<P>, fresh: &Map<P>) -> Vec<Arc<Node<P>>> {
     manifest
         .requirements()
-        .filter_map(|r| fresh.get(r.name()).or_else(|| map.get(r.name())).map(Arc::clone))
+        .filter_map(|r| {
+            fresh
+                .get(r.name())
+                .or_else(|| map.get(r.name()))
+                .map(Arc::clone)
+        })
         .collect()
 }
 

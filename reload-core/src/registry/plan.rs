@@ -4,6 +4,10 @@
 //! refusal. Pure functions of their inputs, so they are tested directly and
 //! recomputed after the turns are taken.
 
+// Registry errors are large (names, versions, ranges) and on the cold path:
+// registrations and reloads, never calls. Boxing them would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -12,6 +16,9 @@ use crate::manifest::{Manifest, Unmet};
 
 /// Plugin name -> manifest of its current (or planned) version.
 pub(crate) type View = BTreeMap<String, Arc<Manifest>>;
+
+/// Supplies the next version of a dependent that must follow.
+pub(crate) type Fetch<'a> = dyn FnMut(&str) -> Result<Option<Arc<Manifest>>, RegistryError> + 'a;
 
 /// A planned change.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,7 +41,7 @@ pub(crate) struct Plan {
 pub(crate) fn reload(
     current: &View,
     updates: &mut View,
-    fetch: &mut dyn FnMut(&str) -> Result<Option<Arc<Manifest>>, RegistryError>,
+    fetch: &mut Fetch<'_>,
 ) -> Result<Plan, RegistryError> {
     for name in updates.keys() {
         if !current.contains_key(name) {
@@ -236,7 +243,9 @@ mod tests {
     }
 
     fn view(list: &[Arc<Manifest>]) -> View {
-        list.iter().map(|m| (m.name().to_owned(), Arc::clone(m))).collect()
+        list.iter()
+            .map(|m| (m.name().to_owned(), Arc::clone(m)))
+            .collect()
     }
 
     fn no_fetch(_: &str) -> Result<Option<Arc<Manifest>>, RegistryError> {
@@ -293,19 +302,29 @@ mod tests {
             matches!(&err, RegistryError::Cycle { path } if path == &["a", "c", "b", "a"]),
             "{err}"
         );
-        let err = register(&chain(), &view(&[m("d", "1.0.0", &[("nope", "*")])])).expect_err("missing");
+        let err =
+            register(&chain(), &view(&[m("d", "1.0.0", &[("nope", "*")])])).expect_err("missing");
         assert!(matches!(err, RegistryError::Unmet { found: None, .. }));
         let err = register(&chain(), &view(&[m("d", "1.0.0", &[("a", "^3")])])).expect_err("range");
         assert!(matches!(err, RegistryError::Unmet { found: Some(_), .. }));
         let err = register(&chain(), &view(&[m("a", "1.0.0", &[])])).expect_err("taken");
         assert!(matches!(err, RegistryError::AlreadyRegistered { .. }));
-        let batch = view(&[m("x", "1.0.0", &[("y", "*")]), m("y", "1.0.0", &[("x", "*")])]);
-        assert!(matches!(register(&chain(), &batch), Err(RegistryError::Cycle { .. })));
+        let batch = view(&[
+            m("x", "1.0.0", &[("y", "*")]),
+            m("y", "1.0.0", &[("x", "*")]),
+        ]);
+        assert!(matches!(
+            register(&chain(), &batch),
+            Err(RegistryError::Cycle { .. })
+        ));
     }
 
     #[test]
     fn batch_registration_orders_dependencies_first() {
-        let batch = view(&[m("y", "1.0.0", &[("x", "*"), ("a", "^1")]), m("x", "1.0.0", &[])]);
+        let batch = view(&[
+            m("y", "1.0.0", &[("x", "*"), ("a", "^1")]),
+            m("x", "1.0.0", &[]),
+        ]);
         let plan = register(&chain(), &batch).expect("plan");
         assert_eq!(plan.order, ["x", "y"]);
         assert_eq!(plan.lock, ["a".to_owned()].into());

@@ -139,7 +139,7 @@ impl Probe {
         if self
             .faults
             .panic_every
-            .is_some_and(|every| n % every.max(1) == 0)
+            .is_some_and(|every| n.is_multiple_of(every.max(1)))
         {
             panic!("probe {}: call {n} panicked", self.id);
         }

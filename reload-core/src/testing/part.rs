@@ -53,7 +53,8 @@ impl std::fmt::Debug for PartFaults {
     }
 }
 
-/// A registry plugin version (see the [module docs](self)).
+/// A registry plugin version: a count carried across reloads, faults to
+/// inject, and a shared [`Parts`] book of its life.
 #[derive(Debug)]
 pub struct Part {
     name: String,
@@ -112,7 +113,9 @@ impl Part {
     /// A call: counts one, and records a use after shutdown if there is one.
     pub fn run(&self) -> u64 {
         if !self.alive.load(Ordering::Acquire) {
-            self.book.used_after_shutdown.fetch_add(1, Ordering::Relaxed);
+            self.book
+                .used_after_shutdown
+                .fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -172,7 +175,8 @@ impl Stateful for Part {
             return Err(format!("{}@{} fails restore", self.name, self.version).into());
         }
         let bytes: [u8; 8] = state.try_into().map_err(|_| "count is 8 bytes")?;
-        self.count.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+        self.count
+            .store(u64::from_le_bytes(bytes), Ordering::Relaxed);
         Ok(())
     }
 }
