@@ -76,20 +76,26 @@ impl Hooks for Witness {
     }
 }
 
+/// No state and no resources: a witness reloads with `prepare` too.
+impl reload_core::Stateful for Witness {}
+
 impl Drop for Witness {
     fn drop(&mut self) {
         self.tally.drops.fetch_add(1, Ordering::SeqCst);
     }
 }
 
-pub fn ready(id: u64, tally: &Arc<Tally>) -> Plugin<Witness, Initialized> {
-    let witness = Witness {
+pub fn witness(id: u64, tally: &Arc<Tally>) -> Witness {
+    Witness {
         id,
         state: UnsafeCell::new(id),
         shut: AtomicBool::new(false),
         tally: Arc::clone(tally),
-    };
-    match Plugin::new(witness).prepare(&()) {
+    }
+}
+
+pub fn ready(id: u64, tally: &Arc<Tally>) -> Plugin<Witness, Initialized> {
+    match Plugin::new(witness(id, tally)).prepare(&()) {
         Ok(ready) => ready,
         Err(e) => panic!("a witness always prepares: {e}"),
     }
