@@ -78,7 +78,9 @@ fn group_commit_races_a_call<P: Callee>(
         let (a, b) = (Arc::clone(&a), Arc::clone(&b));
         loom::thread::spawn(move || call_both(&a, &b))
     };
-    let pa = a.prepare(P::next(&tally), &(), options.clone()).expect("prepares");
+    let pa = a
+        .prepare(P::next(&tally), &(), options.clone())
+        .expect("prepares");
     let pb = b.prepare(P::next(&tally), &(), options).expect("prepares");
     let committed = Prepared::commit_together(vec![pa, pb]).expect("commits");
     let (ida, idb) = caller.join().expect("caller");
@@ -95,7 +97,8 @@ fn group_commit_races_a_call<P: Callee>(
 #[test]
 fn quiesced_group_commit_races_a_call_across_both() {
     model(|| {
-        let (_, a) = group_commit_races_a_call(tallied_slot, ReloadOptions::quiesced(Duration::MAX));
+        let (_, a) =
+            group_commit_races_a_call(tallied_slot, ReloadOptions::quiesced(Duration::MAX));
         assert_eq!(a.enter().expect("serving").count(), 1);
     });
 }

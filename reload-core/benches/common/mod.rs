@@ -23,6 +23,9 @@ impl Hooks for Val {
     }
 }
 
+/// No state: so it also fits a registry.
+impl reload_core::Stateful for Val {}
+
 pub fn ready(value: u64) -> Plugin<Val, Initialized> {
     match Plugin::new(Val { value }).prepare(&()) {
         Ok(p) => p,
