@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The README's main job; it exits non-zero if any invariant broke.
+# The README's main job (the dylib demo) and the two in-process demos; each
+# exits non-zero if any invariant broke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "== dylib demo (the main job)"
+cargo run --release -p dylib-demo
 echo "== live reload demo"
 cargo run --release -p reload-core --example live_reload
 echo "== stateful reload demo"

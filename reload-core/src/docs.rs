@@ -10,6 +10,9 @@ pub mod drain {}
 #[doc = include_str!("../../docs/stateful.md")]
 pub mod stateful {}
 
+#[doc = include_str!("../../docs/dylib.md")]
+pub mod dylib {}
+
 #[doc = include_str!("../../docs/registry.md")]
 pub mod registry {}
 

@@ -89,6 +89,8 @@
 pub mod docs;
 mod drain;
 mod draining;
+#[cfg(feature = "dylib")]
+pub mod dylib;
 mod enter;
 pub mod envelope;
 mod error;

@@ -1,0 +1,192 @@
+//! Native plugin libraries under CI: the demo at a smaller scale, and the
+//! loader's refusals and private copies directly.
+
+use std::fs;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use dylib_demo::{build_plugins, run, Config, Libraries};
+use reload_core::dylib::{DylibError, DylibPlugin, ElfError, Loader};
+use reload_core::registry::{Registry, RegistryError};
+use reload_core::verify::Unchecked;
+use reload_core::{Plugin, ReloadOptions};
+
+fn libs() -> &'static Libraries {
+    static LIBS: OnceLock<Libraries> = OnceLock::new();
+    LIBS.get_or_init(|| build_plugins().unwrap_or_else(|e| panic!("{e}")))
+}
+
+#[test]
+fn file_triggered_reloads_under_calls_drop_nothing() {
+    let config = Config {
+        workers: 2,
+        reloads: 24,
+        broken_every: 6,
+        slow_deploy: Some(8),
+        debounce: Duration::from_millis(15),
+        live: false,
+    };
+    let report = run(libs(), &config).unwrap_or_else(|e| panic!("{e}"));
+    println!("{report:#?}");
+    assert_eq!(report.dropped, 0, "no call dropped");
+    assert_eq!(report.after_shutdown, 0, "no call on shut-down code");
+    assert_eq!(report.wrong, 0);
+    assert_eq!(report.refused_abi, 4, "each broken deploy refused");
+    assert_eq!(report.reloaded, 20, "each good deploy reloaded");
+    assert!(report.refused_incomplete <= 2);
+    assert!(
+        report.refused_other.is_empty(),
+        "{:?}",
+        report.refused_other
+    );
+    assert_eq!(report.drains.len(), 20);
+    assert_eq!(report.copies_left, 0, "private copies cleaned up");
+    assert_eq!(
+        report.calls.len(),
+        2,
+        "both versions served: {:?}",
+        report.calls
+    );
+    assert!(report.ok(&config));
+}
+
+fn call(plugin: &DylibPlugin, x: u64) -> u64 {
+    let out = plugin.call(&x.to_le_bytes()).expect("a call");
+    u64::from_le_bytes(out.try_into().expect("8 bytes"))
+}
+
+#[test]
+fn the_same_path_reloaded_maps_a_new_library_each_time() {
+    let dir = std::env::temp_dir().join(format!("reload-dylib-test-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("dir");
+    let live = dir.join("libadder.so");
+    let loader = Loader::in_dir(dir.join("copies")).expect("loader");
+    fs::copy(&libs().v1, &live).expect("copy");
+    let prepare = |path| match Plugin::new(loader.package(path).expect("package").into_plugin())
+        .prepare(&())
+    {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    let old = prepare(&live);
+    // Overwrite the same path in place: the old version keeps running its
+    // own code from its private copy; the new one maps the new bytes.
+    fs::copy(&libs().v2, &live).expect("copy");
+    let new = prepare(&live);
+    assert_eq!(call(old.get(), 20), 21);
+    assert_eq!(call(new.get(), 20), 40);
+    assert_ne!(old.get().path(), new.get().path());
+    assert_eq!(loader.copies(), 2);
+    drop((old, new));
+    assert_eq!(
+        loader.copies(),
+        0,
+        "each version deletes its copy when dropped"
+    );
+    drop(loader);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn broken_truncated_and_foreign_files_are_refused_typed() {
+    let dir = std::env::temp_dir().join(format!("reload-dylib-refuse-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("dir");
+    let loader = Loader::in_dir(dir.join("copies")).expect("loader");
+    let registry: Registry<DylibPlugin> = Registry::new(Unchecked);
+    registry
+        .register(loader.package(&libs().v1).expect("v1"), &())
+        .expect("registered");
+
+    // A future ABI: refused at link, the old version serving.
+    let r = registry
+        .reload(
+            vec![loader.package(&libs().broken).expect("it packages")],
+            &(),
+            ReloadOptions::immediate(),
+        )
+        .expect_err("refused");
+    match &r.error {
+        RegistryError::Reload { fault, .. } => {
+            let text = fault.to_string();
+            assert!(
+                text.contains("ABI mismatch: the ABI version is 0x3e7, this host expects 0x1"),
+                "{text}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    // The refused version comes back, with its private copy, until dropped.
+    assert_eq!(r.packages.len(), 1);
+    assert_eq!(loader.copies(), 2);
+    drop(r);
+    assert_eq!(loader.copies(), 1);
+    let handle = registry.handle("adder").expect("registered");
+    assert_eq!(handle.call(|c| call(c.plugin(), 1)).expect("served"), 2);
+
+    // Half a library: refused before anything is mapped.
+    let bytes = fs::read(&libs().v2).expect("read");
+    let half = dir.join("half.so");
+    fs::write(&half, &bytes[..bytes.len() / 2]).expect("write");
+    assert!(matches!(
+        loader.package(&half),
+        Err(DylibError::Elf {
+            source: ElfError::Truncated { .. },
+            ..
+        })
+    ));
+    // Not a library at all, and a library with no manifest section.
+    let text = dir.join("notes.so");
+    fs::write(&text, b"not a library").expect("write");
+    assert!(matches!(
+        loader.package(&text),
+        Err(DylibError::Elf {
+            source: ElfError::NotElf,
+            ..
+        })
+    ));
+    let exe = std::env::current_exe().expect("path");
+    assert!(matches!(
+        loader.package(&exe),
+        Err(DylibError::Elf {
+            source: ElfError::NoSection(_),
+            ..
+        })
+    ));
+    assert_eq!(handle.call(|c| call(c.plugin(), 1)).expect("served"), 2);
+    drop(handle);
+    if let Some(last) = registry.unregister("adder").expect("unregistered") {
+        last.wait().expect("shut down");
+    }
+    assert_eq!(loader.copies(), 0, "refused versions' copies are gone too");
+    drop(loader);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn elf_fuzz_regressions_replay() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/elf");
+    let mut replayed = 0;
+    for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "md") {
+            continue;
+        }
+        let bytes = fs::read(&path).expect("read");
+        let result = reload_core::dylib::manifest_section(&bytes);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name == "tiny-with-manifest" {
+            let manifest =
+                reload_core::manifest::Manifest::decode(result.expect("found")).expect("decodes");
+            assert_eq!(manifest.name(), "x");
+        } else {
+            assert!(result.is_err(), "{name} accepted");
+        }
+        replayed += 1;
+    }
+    assert!(replayed >= 6);
+}
