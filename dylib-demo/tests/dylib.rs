@@ -190,3 +190,43 @@ fn elf_fuzz_regressions_replay() {
     }
     assert!(replayed >= 6);
 }
+
+#[test]
+fn the_watcher_coalesces_bursts_sees_renames_and_ignores_reads() {
+    use reload_core::dylib::Watcher;
+    let dir = std::env::temp_dir().join(format!("reload-watch-test-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("libplugin.so");
+    fs::write(&file, b"v0").expect("write");
+    let debounce = Duration::from_millis(40);
+    let watcher = Watcher::new(&file, debounce).expect("watcher");
+    let quiet = |what: &str| {
+        assert_eq!(watcher.next_change(Duration::from_millis(400)), None, "{what}");
+    };
+    quiet("nothing happened yet");
+    // A burst of writes in place: one change.
+    for i in 0..5 {
+        fs::write(&file, format!("v{i}")).expect("write");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let change = watcher.next_change(Duration::from_secs(5)).expect("a change");
+    assert_eq!(change.path, file);
+    assert!(change.events >= 2, "{change:?}");
+    quiet("one change for the burst");
+    // Reading the file (as the loader does) is not a change.
+    for _ in 0..3 {
+        fs::read(&file).expect("read");
+    }
+    quiet("reads are not changes");
+    // An atomic rename over the file: one change. A write to another file
+    // in the directory: none.
+    fs::write(dir.join("other.so"), b"x").expect("write");
+    fs::write(dir.join("libplugin.so.tmp"), b"v9").expect("write");
+    fs::rename(dir.join("libplugin.so.tmp"), &file).expect("rename");
+    assert!(watcher.next_change(Duration::from_secs(5)).is_some(), "the rename");
+    quiet("one change for the rename");
+    assert_eq!(fs::read(&file).expect("read"), b"v9");
+    drop(watcher);
+    let _ = fs::remove_dir_all(&dir);
+}

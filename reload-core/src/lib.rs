@@ -51,6 +51,18 @@
 //! # }
 //! ```
 //!
+//! Beyond one slot:
+//!
+//! - [`Slot::prepare`] makes a reload a transaction for plugins with state
+//!   and resources ([`Stateful`]; [`docs::stateful`]).
+//! - [`registry::Registry`] holds many named plugins with dependencies,
+//!   manifests ([`manifest`]) and integrity checks ([`verify`]), and reloads
+//!   a plugin together with the dependents that must follow
+//!   ([`docs::registry`]).
+//! - The `dylib` feature loads plugins built as `cdylib`s, from private
+//!   copies, unloading each only after its drain, and watches their files
+//!   (`reload_core::dylib`; `docs/dylib.md`).
+//!
 //! # What is guaranteed
 //!
 //! The contract is `shared/design/drain-protocol.md`; the argument for each
