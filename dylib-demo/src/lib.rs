@@ -12,9 +12,9 @@
 //!    SHA-256 of the three builds, and starts worker threads calling it;
 //! 3. deploys the next version by atomic rename (every `broken_every`-th
 //!    deploy is the broken library, and one deploy is written slowly, in
-//!    two halves, as a non-atomic copy would be); the [`Watcher`] reports
-//!    each settled change, and the reload loop packages the file and reloads
-//!    the registry;
+//!    two halves, as a non-atomic copy would be); an `AutoReload` watches
+//!    the file, packages it on each settled change, reloads the registry
+//!    and reports the outcome, which the loop tallies;
 //! 4. reports calls per version, calls dropped, wrong results, calls that
 //!    reached a version after its shutdown, reloads done and refused (and
 //!    why), drain times, and the private copies left.
@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reload_core::dylib::{DylibError, DylibPlugin, Loader, Watcher};
+use reload_core::dylib::{AutoReload, DylibError, DylibPlugin, Loader, Outcome, Refusal};
 use reload_core::registry::{Registry, RegistryError};
 use reload_core::verify::{Digest, HashPin};
 use reload_core::ReloadOptions;
@@ -141,7 +141,7 @@ pub struct Report {
     /// Calls that reached a version after its shutdown (the plugin itself
     /// refuses and reports these).
     pub after_shutdown: u64,
-    /// Settled file changes the watcher reported.
+    /// Settled file changes the watcher acted on.
     pub changes: u64,
     /// Reloads committed.
     pub reloaded: u64,
@@ -235,11 +235,21 @@ pub fn run(libs: &Libraries, config: &Config) -> Result<Report, String> {
         .with("adder", digest(&libs.v1)?)
         .with("adder", digest(&libs.v2)?)
         .with("adder", digest(&libs.broken)?);
-    let loader = Loader::in_dir(stage.join("copies")).map_err(|e| e.to_string())?;
+    let loader = Arc::new(Loader::in_dir(stage.join("copies")).map_err(|e| e.to_string())?);
     let registry: Arc<Registry<DylibPlugin>> = Arc::new(Registry::new(pins));
     let first = loader.package(&live).map_err(|e| e.to_string())?;
     registry.register(first, &()).map_err(|r| r.to_string())?;
-    let watcher = Watcher::new(&live, config.debounce).map_err(|e| e.to_string())?;
+    // Watches the file and reloads the registry from it on each settled
+    // change, reporting every outcome.
+    let auto = AutoReload::spawn(
+        Arc::clone(&registry),
+        Arc::clone(&loader),
+        &live,
+        config.debounce,
+        ReloadOptions::immediate(),
+        Duration::from_secs(10),
+    )
+    .map_err(|e| e.to_string())?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicU64::new(0));
@@ -278,41 +288,39 @@ pub fn run(libs: &Libraries, config: &Config) -> Result<Report, String> {
         // Reload on each settled change until this deploy's outcome is in
         // (a slow deploy may settle, half written, once before it is done).
         loop {
-            let Some(change) = watcher.next_change(Duration::from_secs(10)) else {
-                return Err(format!(
-                    "deploy {n}: the watcher reported no change within 10 s"
-                ));
+            let Some(outcome) = auto.next_outcome(Duration::from_secs(10)) else {
+                return Err(format!("deploy {n}: no reload outcome within 10 s"));
             };
             report.changes += 1;
-            let package = match loader.package(&change.path) {
-                Ok(p) => p,
-                Err(DylibError::Elf { .. }) => {
+            match outcome {
+                Outcome::Reloaded { drained_in, .. } => {
+                    report.reloaded += 1;
+                    serving_v1 = !serving_v1;
+                    match drained_in {
+                        Some(d) => report.drains.push(d),
+                        None => report
+                            .refused_other
+                            .push(format!("deploy {n}: drain timed out")),
+                    }
+                }
+                Outcome::Refused {
+                    why: Refusal::Package(DylibError::Elf { .. }),
+                    ..
+                } => {
+                    // Caught mid-write: the finished file settles next.
                     report.refused_incomplete += 1;
                     continue;
                 }
-                Err(e) => {
-                    report.refused_other.push(format!("deploy {n}: {e}"));
-                    break;
+                Outcome::Refused {
+                    why: Refusal::Reload(RegistryError::Reload { fault, .. }),
+                    ..
+                } if broken && fault.to_string().contains("ABI mismatch") => {
+                    report.refused_abi += 1;
                 }
-            };
-            match registry.reload(vec![package], &(), ReloadOptions::immediate()) {
-                Ok(done) => {
-                    report.reloaded += 1;
-                    serving_v1 = !serving_v1;
-                    for change in done.changes {
-                        let cut = Instant::now();
-                        change.committed.old.wait().map_err(|e| e.to_string())?;
-                        report.drains.push(cut.elapsed());
-                    }
+                Outcome::Refused { why, .. } => {
+                    report.refused_other.push(format!("deploy {n}: {why}"));
                 }
-                Err(rejected) => match &rejected.error {
-                    RegistryError::Reload { fault, .. }
-                        if broken && fault.to_string().contains("ABI mismatch") =>
-                    {
-                        report.refused_abi += 1;
-                    }
-                    other => report.refused_other.push(format!("deploy {n}: {other}")),
-                },
+                other => report.refused_other.push(format!("deploy {n}: {other:?}")),
             }
             break;
         }
@@ -355,7 +363,7 @@ pub fn run(libs: &Libraries, config: &Config) -> Result<Report, String> {
         .first()
         .map(|p| p.version.to_string())
         .unwrap_or_default();
-    drop(watcher);
+    drop(auto);
     if let Some(last) = registry.unregister("adder").map_err(|e| e.to_string())? {
         last.wait().map_err(|e| e.to_string())?;
     }

@@ -202,7 +202,11 @@ fn the_watcher_coalesces_bursts_sees_renames_and_ignores_reads() {
     let debounce = Duration::from_millis(40);
     let watcher = Watcher::new(&file, debounce).expect("watcher");
     let quiet = |what: &str| {
-        assert_eq!(watcher.next_change(Duration::from_millis(400)), None, "{what}");
+        assert_eq!(
+            watcher.next_change(Duration::from_millis(400)),
+            None,
+            "{what}"
+        );
     };
     quiet("nothing happened yet");
     // A burst of writes in place: one change.
@@ -210,7 +214,9 @@ fn the_watcher_coalesces_bursts_sees_renames_and_ignores_reads() {
         fs::write(&file, format!("v{i}")).expect("write");
         std::thread::sleep(Duration::from_millis(2));
     }
-    let change = watcher.next_change(Duration::from_secs(5)).expect("a change");
+    let change = watcher
+        .next_change(Duration::from_secs(5))
+        .expect("a change");
     assert_eq!(change.path, file);
     assert!(change.events >= 2, "{change:?}");
     quiet("one change for the burst");
@@ -224,7 +230,10 @@ fn the_watcher_coalesces_bursts_sees_renames_and_ignores_reads() {
     fs::write(dir.join("other.so"), b"x").expect("write");
     fs::write(dir.join("libplugin.so.tmp"), b"v9").expect("write");
     fs::rename(dir.join("libplugin.so.tmp"), &file).expect("rename");
-    assert!(watcher.next_change(Duration::from_secs(5)).is_some(), "the rename");
+    assert!(
+        watcher.next_change(Duration::from_secs(5)).is_some(),
+        "the rename"
+    );
     quiet("one change for the rename");
     assert_eq!(fs::read(&file).expect("read"), b"v9");
     drop(watcher);

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 pub use elf::ElfError;
 use reload_abi::{Descriptor, DescriptorFn, Status, ABI_VERSION, DESCRIPTOR_SYMBOL, MAGIC};
-pub use watch::{Change, Watcher};
+pub use watch::{AutoReload, Change, Outcome, Refusal, Watcher};
 
 use crate::manifest::{Manifest, ManifestError};
 use crate::registry::Package;

@@ -125,3 +125,157 @@ fn settle(path: &Path, debounce: Duration, raw: &Receiver<()>, out: &mpsc::Sende
         }
     }
 }
+
+/// What an [`AutoReload`] did about one settled change.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The registry reloaded the plugin from the file.
+    Reloaded {
+        /// The plugin.
+        plugin: String,
+        /// Version cut over from.
+        from: crate::manifest::Version,
+        /// Version cut over to.
+        to: crate::manifest::Version,
+        /// Dependents that followed it (their next versions from the
+        /// registry's source).
+        followed: Vec<String>,
+        /// How long the old versions took to drain and shut down after the
+        /// cut-over (`None`: not within the drain timeout; the slot
+        /// finalizes it when it drains).
+        drained_in: Option<Duration>,
+    },
+    /// The file was refused; the old version serves on.
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: Refusal,
+    },
+}
+
+/// Why an [`AutoReload`] refused a file.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Not a whole library, a bad manifest, or an I/O error (nothing was
+    /// mapped).
+    #[error(transparent)]
+    Package(#[from] super::DylibError),
+    /// The registry refused or failed the reload (verifier, requirements,
+    /// ABI at link, init, ...).
+    #[error(transparent)]
+    Reload(#[from] crate::registry::RegistryError),
+}
+
+/// A [`Watcher`] that reloads: each settled change of the file is packaged
+/// by a [`Loader`](super::Loader) and reloaded into a
+/// [`Registry`](crate::registry::Registry), and the [`Outcome`] reported.
+/// Dropping it stops the watch.
+#[derive(Debug)]
+pub struct AutoReload {
+    outcomes: Receiver<Outcome>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl AutoReload {
+    /// Starts watching `path` (see [`Watcher::new`]) and reloading from it
+    /// with `options`, waiting up to `drain` for each old version.
+    ///
+    /// # Errors
+    ///
+    /// The watch could not start.
+    pub fn spawn(
+        registry: std::sync::Arc<crate::registry::Registry<super::DylibPlugin>>,
+        loader: std::sync::Arc<super::Loader>,
+        path: &Path,
+        debounce: Duration,
+        options: crate::ReloadOptions,
+        drain: Duration,
+    ) -> notify::Result<Self> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let watcher = Watcher::new(path, debounce)?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (tx, outcomes) = mpsc::channel();
+        let stopping = std::sync::Arc::clone(&stop);
+        let thread = thread::Builder::new()
+            .name("reload-core-autoreload".to_owned())
+            .spawn(move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    let Some(change) = watcher.next_change(Duration::from_millis(50)) else {
+                        continue;
+                    };
+                    let outcome = reload_from(&registry, &loader, &change.path, &options, drain);
+                    if tx.send(outcome).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(notify::Error::io)?;
+        Ok(AutoReload {
+            outcomes,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The next outcome, waiting up to `timeout`.
+    pub fn next_outcome(&self, timeout: Duration) -> Option<Outcome> {
+        self.outcomes.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for AutoReload {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn reload_from(
+    registry: &crate::registry::Registry<super::DylibPlugin>,
+    loader: &super::Loader,
+    path: &Path,
+    options: &crate::ReloadOptions,
+    drain: Duration,
+) -> Outcome {
+    let refused = |why: Refusal| Outcome::Refused {
+        path: path.to_owned(),
+        why,
+    };
+    let package = match loader.package(path) {
+        Ok(p) => p,
+        Err(e) => return refused(e.into()),
+    };
+    let plugin = package.manifest().name().to_owned();
+    let to = package.manifest().version().clone();
+    let report = match registry.reload(vec![package], &(), options.clone()) {
+        Ok(report) => report,
+        // The refused version (and its private copy) is dropped here.
+        Err(rejected) => return refused(rejected.error.into()),
+    };
+    let cut = std::time::Instant::now();
+    let deadline = cut + drain;
+    let mut from = to.clone();
+    let mut followed = Vec::new();
+    let mut all_drained = true;
+    for change in report.changes {
+        if change.plugin == plugin {
+            from = change.from.clone();
+        } else {
+            followed.push(change.plugin.clone());
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        all_drained &= change.committed.old.wait_timeout(left).is_ok();
+    }
+    Outcome::Reloaded {
+        plugin,
+        from,
+        to,
+        followed,
+        drained_in: all_drained.then(|| cut.elapsed()),
+    }
+}
