@@ -124,6 +124,12 @@ fn broken_truncated_and_foreign_files_are_refused_typed() {
     assert_eq!(loader.copies(), 1);
     let handle = registry.handle("adder").expect("registered");
     assert_eq!(handle.call(|c| call(c.plugin(), 1)).expect("served"), 2);
+    // A plugin's own error comes back typed, with its message.
+    let err = handle.call(|c| c.plugin().call(b"short")).expect("served");
+    assert!(
+        matches!(&err, Err(DylibError::Failed(m)) if m == "expects 8 bytes"),
+        "{err:?}"
+    );
 
     // Half a library: refused before anything is mapped.
     let bytes = fs::read(&libs().v2).expect("read");

@@ -3,6 +3,8 @@
 //! committed manifest fuzz regressions replayed on stable.
 
 use harness::registry::{check_manifest, run, RFault, ROp};
+
+mod support;
 use proptest::prelude::*;
 
 fn op() -> impl Strategy<Value = ROp> {
@@ -151,24 +153,7 @@ fn a_fixed_sequence_covers_each_outcome() {
 
 #[test]
 fn manifest_fuzz_regressions_replay_clean() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/manifest");
-    let mut replayed = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.expect("readable directory").path();
-        if path.extension().is_some_and(|e| e == "md") {
-            continue;
-        }
-        let bytes = std::fs::read(&path).expect("readable file");
-        if let Err(e) = check_manifest(&bytes) {
-            panic!("{}: {e}", path.display());
-        }
-        replayed += 1;
-    }
-    assert!(
-        replayed >= 5,
-        "only {replayed} regression inputs under {}",
-        dir.display()
-    );
+    assert!(support::replay_regressions("manifest", check_manifest) >= 5);
 }
 
 /// The random sequences are not vacuous: across a fixed-seed batch, every
@@ -196,22 +181,8 @@ fn random_sequences_reach_every_outcome() {
 
 #[test]
 fn registry_fuzz_regressions_replay_clean() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/registry");
-    let mut replayed = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.expect("readable directory").path();
-        if path.extension().is_some_and(|e| e == "md") {
-            continue;
-        }
-        let ops = harness::registry::decode(&std::fs::read(&path).expect("readable file"));
-        if let Err(e) = run(&ops) {
-            panic!("{}: {e}\nops: {ops:#?}", path.display());
-        }
-        replayed += 1;
-    }
-    assert!(
-        replayed >= 3,
-        "only {replayed} regression inputs under {}",
-        dir.display()
-    );
+    let replayed = support::replay_regressions("registry", |bytes| {
+        run(&harness::registry::decode(bytes)).map(drop)
+    });
+    assert!(replayed >= 3);
 }

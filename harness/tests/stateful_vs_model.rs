@@ -79,18 +79,6 @@ fn every_fault_in_both_modes() {
 
 #[test]
 fn envelope_fuzz_regressions_replay_clean() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/envelope");
-    let mut replayed = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.expect("readable directory").path();
-        if path.extension().is_some_and(|e| e == "md") {
-            continue;
-        }
-        let bytes = std::fs::read(&path).expect("readable file");
-        if let Err(e) = harness::stateful::check_envelope(&bytes) {
-            panic!("{}: {e}", path.display());
-        }
-        replayed += 1;
-    }
-    assert!(replayed >= 3, "seed inputs missing under {}", dir.display());
+    let replayed = support::replay_regressions("envelope", harness::stateful::check_envelope);
+    assert!(replayed >= 3, "seed inputs missing");
 }

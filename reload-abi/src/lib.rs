@@ -227,17 +227,34 @@ macro_rules! export_plugin {
                 }
             }
 
+            /// `init` and `shutdown`: exclusive access, panics caught.
+            ///
+            /// # Safety
+            ///
+            /// `this` came from `create`, and the host gives this call
+            /// exclusive access (init once before any call, shutdown once
+            /// after the last); `out`/`len` are the host's buffers.
+            unsafe fn lifecycle(
+                this: *mut c_void,
+                out: *mut u8,
+                cap: usize,
+                len: *mut usize,
+                step: fn(&mut $ty) -> Result<(), String>,
+            ) -> i32 {
+                // SAFETY: the caller's contract.
+                let this = unsafe { &mut *this.cast::<$ty>() };
+                let r = catch_unwind(AssertUnwindSafe(|| step(this)));
+                status(r, |()| true, out, cap, len)
+            }
+
             unsafe extern "C" fn init(
                 this: *mut c_void,
                 out: *mut u8,
                 cap: usize,
                 len: *mut usize,
             ) -> i32 {
-                // SAFETY: `this` came from `create` and the host calls
-                // `init` once, with no other access.
-                let this = unsafe { &mut *this.cast::<$ty>() };
-                let r = catch_unwind(AssertUnwindSafe(|| $crate::Plugin::init(this)));
-                status(r, |()| true, out, cap, len)
+                // SAFETY: the host calls `init` once, before any call.
+                unsafe { lifecycle(this, out, cap, len, <$ty as $crate::Plugin>::init) }
             }
 
             unsafe extern "C" fn shutdown(
@@ -246,11 +263,8 @@ macro_rules! export_plugin {
                 cap: usize,
                 len: *mut usize,
             ) -> i32 {
-                // SAFETY: `this` came from `create`; the host calls
-                // `shutdown` once, after the last call.
-                let this = unsafe { &mut *this.cast::<$ty>() };
-                let r = catch_unwind(AssertUnwindSafe(|| $crate::Plugin::shutdown(this)));
-                status(r, |()| true, out, cap, len)
+                // SAFETY: the host calls `shutdown` once, after the last call.
+                unsafe { lifecycle(this, out, cap, len, <$ty as $crate::Plugin>::shutdown) }
             }
 
             unsafe extern "C" fn call(

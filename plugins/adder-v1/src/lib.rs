@@ -1,34 +1,14 @@
 //! `adder` 1.0.0: a UDF that adds one. Built as a `cdylib` for the dylib
-//! demo and tests; refuses calls after its shutdown (the host must never
-//! make one).
+//! demo and tests.
 #![allow(missing_docs)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+const VERSION: &str = "1.0.0";
 
-pub struct Adder {
-    shut: AtomicBool,
+fn apply(x: u64) -> u64 {
+    x.wrapping_add(1)
 }
 
-impl reload_abi::Plugin for Adder {
-    fn new() -> Self {
-        Adder {
-            shut: AtomicBool::new(false),
-        }
-    }
-
-    fn call(&self, input: &[u8]) -> Result<Vec<u8>, String> {
-        if self.shut.load(Ordering::Acquire) {
-            return Err("adder 1.0.0 called after its shutdown".to_owned());
-        }
-        let x = u64::from_le_bytes(input.try_into().map_err(|_| "expects 8 bytes")?);
-        Ok(x.wrapping_add(1).to_le_bytes().to_vec())
-    }
-
-    fn shutdown(&mut self) -> Result<(), String> {
-        self.shut.store(true, Ordering::Release);
-        Ok(())
-    }
-}
+include!("../../shared/adder.rs");
 
 reload_abi::export_plugin!(
     Adder,

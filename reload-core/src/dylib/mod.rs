@@ -283,28 +283,32 @@ impl fmt::Debug for DylibPlugin {
     }
 }
 
-/// Runs an entry point with a growing output buffer.
+/// Runs an entry point: first into a buffer on the stack (most outputs are
+/// small, and this saves an allocation and a zeroing per call), then, if
+/// the plugin asks for more, into a heap buffer of the size it asked for.
 fn run_entry(
     mut entry: impl FnMut(*mut u8, usize, *mut usize) -> i32,
 ) -> Result<Vec<u8>, DylibError> {
-    let mut buf = vec![0u8; 256];
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
     loop {
+        let buf: &mut [u8] = if heap.is_empty() {
+            &mut stack
+        } else {
+            &mut heap
+        };
         let mut len = 0usize;
         let code = entry(buf.as_mut_ptr(), buf.len(), &mut len);
-        let text = |buf: &[u8], len: usize| {
-            String::from_utf8_lossy(&buf[..len.min(buf.len())]).into_owned()
-        };
+        let written = &buf[..len.min(buf.len())];
+        let text = || String::from_utf8_lossy(written).into_owned();
         match Status::from_raw(code) {
-            Some(Status::Ok) => {
-                buf.truncate(len.min(buf.len()));
-                return Ok(buf);
-            }
-            Some(Status::TooSmall) if len > buf.len() && len <= 64 << 20 => buf.resize(len, 0),
+            Some(Status::Ok) => return Ok(written.to_vec()),
+            Some(Status::TooSmall) if len > buf.len() && len <= 64 << 20 => heap = vec![0; len],
             Some(Status::TooSmall) => {
                 return Err(DylibError::Failed(format!("output of {len} bytes refused")))
             }
-            Some(Status::Failed) => return Err(DylibError::Failed(text(&buf, len))),
-            Some(Status::Panicked) => return Err(DylibError::Panicked(text(&buf, len))),
+            Some(Status::Failed) => return Err(DylibError::Failed(text())),
+            Some(Status::Panicked) => return Err(DylibError::Panicked(text())),
             None => return Err(DylibError::Status(code)),
         }
     }
