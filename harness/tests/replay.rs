@@ -8,7 +8,9 @@ fn fuzz_regressions_replay_clean() {
     support::quiet_expected_panics();
     let replayed = support::replay_regressions("ops", |bytes| {
         let ops = harness::decode(bytes);
-        harness::run(&ops).map(drop).map_err(|v| format!("{v}\nops: {ops:#?}"))
+        harness::run(&ops)
+            .map(drop)
+            .map_err(|v| format!("{v}\nops: {ops:#?}"))
     });
     assert!(replayed > 0, "no regression inputs");
 }
