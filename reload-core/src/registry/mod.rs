@@ -593,7 +593,7 @@ impl<P: Stateful> Registry<P> {
             }
         }
         Err(Rejected::new(
-            self.too_busy(&adds),
+            self.too_busy(adds.keys()),
             packages.into_values().collect(),
         ))
     }
@@ -655,9 +655,10 @@ impl<P: Stateful> Registry<P> {
         Ok(added)
     }
 
-    fn too_busy(&self, names: &plan::View) -> RegistryError {
+    /// The plans kept changing under us: report the first plugin named.
+    fn too_busy<'a>(&self, mut names: impl Iterator<Item = &'a String>) -> RegistryError {
         RegistryError::Busy {
-            name: names.keys().next().cloned().unwrap_or_default(),
+            name: names.next().cloned().unwrap_or_default(),
             waited: self.turn_timeout,
         }
     }
@@ -798,12 +799,8 @@ impl<P: Stateful> Registry<P> {
                 return self.reload_planned(&map, &plan, turns, packages, cx, options);
             }
         }
-        let names = given
-            .keys()
-            .map(|n| (n.clone(), Arc::new(given[n].manifest().clone())))
-            .collect();
         Err(Rejected::new(
-            self.too_busy(&names),
+            self.too_busy(given.keys()),
             hand_back(given, fetched),
         ))
     }
