@@ -51,6 +51,16 @@ fn chain(major: u64, book: &Arc<Parts>) -> Vec<Package<Part>> {
     ]
 }
 
+/// A registry (no verifier, no source) serving the chain at major 1.
+fn chain_registry() -> (Arc<Parts>, Registry<Part>) {
+    let book = Arc::new(Parts::default());
+    let registry = Registry::new(Unchecked);
+    registry
+        .register_all(chain(1, &book), &())
+        .expect("registered");
+    (book, registry)
+}
+
 /// Serves the next major of b and c, as a deploy would: `next[name]`.
 #[derive(Default)]
 struct Catalog {
@@ -508,11 +518,7 @@ fn lookups_never_see_a_half_registered_plugin() {
 
 #[test]
 fn registration_refuses_cycles_missing_and_unmet_requirements() {
-    let book = Arc::new(Parts::default());
-    let registry = Registry::new(Unchecked);
-    registry
-        .register_all(chain(1, &book), &())
-        .expect("registered");
+    let (book, registry) = chain_registry();
     let cases: Vec<(Vec<Package<Part>>, &str)> = vec![
         (
             vec![part("d", "1.0.0", &book, &[("nope", "*")])],
@@ -574,11 +580,7 @@ fn registration_refuses_cycles_missing_and_unmet_requirements() {
 
 #[test]
 fn unregister_names_the_dependents_and_drains() {
-    let book = Arc::new(Parts::default());
-    let registry = Registry::new(Unchecked);
-    registry
-        .register_all(chain(1, &book), &())
-        .expect("registered");
+    let (_, registry) = chain_registry();
     let err = registry.unregister("a").expect_err("b requires a");
     assert_eq!(err.to_string(), "`a` is required by b");
     let c = registry.handle("c").expect("registered");
@@ -603,11 +605,7 @@ fn unregister_names_the_dependents_and_drains() {
 
 #[test]
 fn a_breaking_reload_without_next_dependents_is_refused_and_exports_are_kept() {
-    let book = Arc::new(Parts::default());
-    let registry = Registry::new(Unchecked);
-    registry
-        .register_all(chain(1, &book), &())
-        .expect("registered");
+    let (book, registry) = chain_registry();
     let r = rejected(registry.reload(
         vec![part("a", "2.0.0", &book, &[])],
         &(),
@@ -736,11 +734,7 @@ fn every_load_goes_through_the_verifier() {
 
 #[test]
 fn a_panicking_call_is_contained() {
-    let book = Arc::new(Parts::default());
-    let registry = Registry::new(Unchecked);
-    registry
-        .register_all(chain(1, &book), &())
-        .expect("registered");
+    let (book, registry) = chain_registry();
     let err = registry
         .call("c", |_| -> u64 { panic!("boom") })
         .expect_err("panicked");
@@ -762,11 +756,7 @@ fn a_panicking_call_is_contained() {
 #[test]
 fn handles_and_calls_are_send() {
     fn send<T: Send>(_: &T) {}
-    let book = Arc::new(Parts::default());
-    let registry = Registry::new(Unchecked);
-    registry
-        .register_all(chain(1, &book), &())
-        .expect("registered");
+    let (_, registry) = chain_registry();
     let handle = registry.handle("c").expect("registered");
     let call = handle.enter().expect("served");
     send(&handle);
