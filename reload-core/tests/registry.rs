@@ -640,48 +640,34 @@ fn a_breaking_reload_without_next_dependents_is_refused_and_exports_are_kept() {
         "expected a version of `a`, got one of `b`"
     );
     // Version changes are reported, including a downgrade and a rebuild.
-    let report = registry
-        .reload(
-            vec![part("a", "1.2.0", &book, &[])],
-            &(),
-            ReloadOptions::immediate(),
-        )
-        .expect("compatible");
-    assert_eq!(report.changes[0].kind, VersionChange::Upgrade);
-    let report = registry
-        .reload(
-            vec![part("a", "1.1.0", &book, &[])],
-            &(),
-            ReloadOptions::immediate(),
-        )
-        .expect("compatible");
-    assert_eq!(report.changes[0].kind, VersionChange::Downgrade);
+    let reload_a = |package| {
+        let report = registry
+            .reload(vec![package], &(), ReloadOptions::immediate())
+            .expect("compatible");
+        report.changes.into_iter().next().expect("a changed")
+    };
+    assert_eq!(
+        reload_a(part("a", "1.2.0", &book, &[])).kind,
+        VersionChange::Upgrade
+    );
+    assert_eq!(
+        reload_a(part("a", "1.1.0", &book, &[])).kind,
+        VersionChange::Downgrade
+    );
     let rebuilt = Manifest::new("a", "1.1.0")
         .and_then(|m| m.export("run"))
         .and_then(|m| m.export("extra"))
         .expect("valid");
     let content = rebuilt.encode();
-    let report = registry
-        .reload(
-            vec![Package::new(
-                Part::new("a", "1.1.0", &book),
-                rebuilt,
-                content,
-            )],
-            &(),
-            ReloadOptions::immediate(),
-        )
-        .expect("compatible");
-    assert_eq!(report.changes[0].kind, VersionChange::Rebuild);
-    assert_eq!(report.changes[0].exports_added, ["extra"]);
-    let report = registry
-        .reload(
-            vec![part("a", "1.1.0", &book, &[])],
-            &(),
-            ReloadOptions::immediate(),
-        )
-        .expect("compatible");
-    assert_eq!(report.changes[0].exports_removed, ["extra"]);
+    let change = reload_a(Package::new(
+        Part::new("a", "1.1.0", &book),
+        rebuilt,
+        content,
+    ));
+    assert_eq!(change.kind, VersionChange::Rebuild);
+    assert_eq!(change.exports_added, ["extra"]);
+    let change = reload_a(part("a", "1.1.0", &book, &[]));
+    assert_eq!(change.exports_removed, ["extra"]);
     assert_eq!(versions(&registry)[0], ("a".to_owned(), "1.1.0".to_owned()));
 }
 
