@@ -23,7 +23,7 @@ fn file_triggered_reloads_under_calls_drop_nothing() {
         reloads: 24,
         broken_every: 6,
         slow_deploy: Some(8),
-        debounce: Duration::from_millis(15),
+        debounce: Duration::from_millis(60),
         live: false,
     };
     let report = run(libs(), &config).unwrap_or_else(|e| panic!("{e}"));
@@ -205,11 +205,18 @@ fn the_watcher_coalesces_bursts_sees_renames_and_ignores_reads() {
     fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("libplugin.so");
     fs::write(&file, b"v0").expect("write");
-    let debounce = Duration::from_millis(40);
+    // The debounce is wide and the burst has no sleeps in it: on a starved
+    // 2-core machine (CI compiling beside this test) a thread can be off the
+    // CPU for tens of milliseconds, and a burst whose writes are further
+    // apart than the debounce is, correctly, two changes. The coalescing
+    // logic itself is tested without any timing in `watch.rs`.
+    let debounce = Duration::from_millis(500);
     let watcher = Watcher::new(&file, debounce).expect("watcher");
+    // Long enough for a second change to settle and be reported if there
+    // were one (debounce, plus the stability look of half a debounce).
     let quiet = |what: &str| {
         assert_eq!(
-            watcher.next_change(Duration::from_millis(400)),
+            watcher.next_change(Duration::from_millis(1500)),
             None,
             "{what}"
         );
@@ -218,10 +225,9 @@ fn the_watcher_coalesces_bursts_sees_renames_and_ignores_reads() {
     // A burst of writes in place: one change.
     for i in 0..5 {
         fs::write(&file, format!("v{i}")).expect("write");
-        std::thread::sleep(Duration::from_millis(2));
     }
     let change = watcher
-        .next_change(Duration::from_secs(5))
+        .next_change(Duration::from_secs(20))
         .expect("a change");
     assert_eq!(change.path, file);
     assert!(change.events >= 2, "{change:?}");
@@ -237,7 +243,7 @@ fn the_watcher_coalesces_bursts_sees_renames_and_ignores_reads() {
     fs::write(dir.join("libplugin.so.tmp"), b"v9").expect("write");
     fs::rename(dir.join("libplugin.so.tmp"), &file).expect("rename");
     assert!(
-        watcher.next_change(Duration::from_secs(5)).is_some(),
+        watcher.next_change(Duration::from_secs(20)).is_some(),
         "the rename"
     );
     quiet("one change for the rename");

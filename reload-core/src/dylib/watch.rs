@@ -279,3 +279,71 @@ fn reload_from(
         drained_in: all_drained.then(|| cut.elapsed()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The coalescing, without inotify and without timing: every raw event
+    /// is queued before `settle` looks, so however starved the machine, a
+    /// burst is one change, and each later burst is one more.
+    #[test]
+    fn a_queued_burst_is_one_change_and_the_next_burst_another() {
+        let dir = std::env::temp_dir().join(format!("reload-settle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("lib.so");
+        std::fs::write(&file, b"v1").expect("write");
+        let (raw_tx, raw_rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..5 {
+            raw_tx.send(()).expect("queued");
+        }
+        let settler = {
+            let file = file.clone();
+            thread::spawn(move || settle(&file, Duration::from_millis(20), &raw_rx, &tx))
+        };
+        let first = rx.recv().expect("the burst settles");
+        assert_eq!(
+            first,
+            Change {
+                path: file.clone(),
+                events: 5
+            }
+        );
+        for _ in 0..3 {
+            raw_tx.send(()).expect("queued");
+        }
+        let second = rx.recv().expect("the second burst settles");
+        assert_eq!(second.events, 3);
+        // The watch dropped: the thread ends and reports nothing more.
+        drop(raw_tx);
+        settler.join().expect("settle returns");
+        assert!(rx.recv().is_err(), "no change without events");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A file that is missing when the events go quiet (removed mid-rename)
+    /// is not reported until it is back and stable.
+    #[test]
+    fn a_missing_file_is_not_reported_until_it_is_back() {
+        let dir = std::env::temp_dir().join(format!("reload-settle-gone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("lib.so");
+        let _ = std::fs::remove_file(&file);
+        let (raw_tx, raw_rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel();
+        raw_tx.send(()).expect("queued");
+        let settler = {
+            let file = file.clone();
+            thread::spawn(move || settle(&file, Duration::from_millis(5), &raw_rx, &tx))
+        };
+        // However long we wait, nothing is reported for a missing file.
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        std::fs::write(&file, b"back").expect("write");
+        let change = rx.recv().expect("reported once the file is back");
+        assert_eq!(change.events, 1);
+        drop(raw_tx);
+        settler.join().expect("settle returns");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
