@@ -662,7 +662,8 @@ impl<'s> Host<'s> {
                         self.slot.generation()
                     ));
                 }
-                self.model.reap()?;
+                // A cut-over runs no other version's shutdown: orphans wait
+                // for a reap.
             }
             (
                 Err(ReloadError::Prepare(e)),
@@ -679,8 +680,6 @@ impl<'s> Host<'s> {
             (Err(ReloadError::Replace(e)), Fault::None | Fault::PanicShutdown, None) => {
                 self.model.failed_reloads += 1;
                 self.report.failed_reloads += 1;
-                // A refused replace still reaps drained orphans.
-                self.model.reap()?;
                 if e.into_inner().get().id() != id {
                     return Err("a refused replace handed back another plugin".into());
                 }

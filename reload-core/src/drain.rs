@@ -45,17 +45,15 @@
 use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crossbeam_epoch::{Atomic, Owned, Shared};
 use crossbeam_utils::CachePadded;
 use lifecycle::{AtomicPhase, Phase};
 
-use crate::loom::{
-    current_thread, fence, park_until, pin, pin_with_shard, AtomicBool, AtomicUsize, Mutex,
-    Ordering, Parked, Thread, SHARDS,
-};
+use crate::loom::{fence, pin, pin_with_shard, AtomicBool, AtomicUsize, Ordering, SHARDS};
+use crate::waiters::{TaskEntry, WaitList};
 
 /// One version of a plugin as the slot holds it: the value, its phase, its
 /// in-flight counts and whoever waits for its drain.
@@ -70,8 +68,9 @@ pub(crate) struct Version<P> {
     /// Set while a quiesced reload waits for this version to drain with
     /// its gate closed; read by release as the other half of pair B.
     gated: AtomicBool,
-    /// Whoever waits for the drain: a parked thread or an async task.
-    waiter: Mutex<Waiter>,
+    /// Whoever waits for the drain: any number of parked threads and async
+    /// tasks, all woken by the last release.
+    waiters: WaitList,
     /// The generation this version has in its slot (1 for the first).
     pub(crate) generation: u64,
     /// The plugin. Shared (`&P`) while leases may exist; taken out exactly
@@ -87,12 +86,6 @@ pub(crate) struct Version<P> {
 unsafe impl<P: Send + Sync> Sync for Version<P> {}
 // SAFETY: as above; the shell may be freed on any thread by the collector.
 unsafe impl<P: Send + Sync> Send for Version<P> {}
-
-#[derive(Default)]
-struct Waiter {
-    thread: Option<Thread>,
-    waker: Option<Waker>,
-}
 
 /// A lease's hold on a version: which version, and which shard it counted on.
 pub(crate) struct Hold<P> {
@@ -112,7 +105,7 @@ impl<P> Version<P> {
             inflight: std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
             phase,
             gated: AtomicBool::new(false),
-            waiter: Mutex::new(Waiter::default()),
+            waiters: WaitList::default(),
             generation,
             plugin: UnsafeCell::new(ManuallyDrop::new(plugin)),
         }
@@ -202,64 +195,37 @@ impl<P> Version<P> {
         if self.in_flight() != 0 {
             return;
         }
-        // Take the waiter under the lock and wake it outside: a waiter that
-        // registers after we looked is covered by the lock's ordering (it
-        // re-sums after registering and sees our decrement).
-        let (thread, waker) = {
-            let mut waiter = self.waiter.lock();
-            (waiter.thread.take(), waiter.waker.take())
-        };
-        if let Some(thread) = thread {
-            thread.unpark();
-        }
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        // Every waiter, not one: a waiter that registers after we looked is
+        // covered by the list's lock (it re-sums after registering and sees
+        // our decrement).
+        self.waiters.wake_all();
     }
 
     /// Blocks, parked, until the drain completes (`true`) or `deadline`
-    /// passes (`false`). Woken by the last release, never by polling.
+    /// passes (`false`). Woken by the last release, never by polling. Any
+    /// number of threads may wait at once; each is woken.
     pub(crate) fn wait_drained(&self, deadline: Option<Instant>) -> bool {
-        if self.is_drained() {
-            return true;
-        }
-        let me = current_thread();
-        let mut expired = false;
-        loop {
-            // Register, then look: a release that found no waiter registered
-            // unlocked before we locked, so our look sees its decrement.
-            self.waiter.lock().thread = Some(me.clone());
-            let drained = self.in_flight() == 0;
-            if drained || expired {
-                self.waiter.lock().thread = None;
-                return drained;
-            }
-            // A wake-up may be spurious or stale (an unpark token left from
-            // an earlier wait): the loop looks again either way.
-            expired = park_until(deadline) == Parked::Expired;
-        }
+        // The first look carries the reloader's fence (pairs A and B); the
+        // looks after a registration need none: a release that found no
+        // waiter registered unlocked the list before we locked it, so our
+        // look sees its decrement.
+        self.is_drained() || self.waiters.wait_until(deadline, || self.in_flight() == 0)
     }
 
     /// The async form of [`Version::wait_drained`]: registers the task's
-    /// waker, which the last release wakes.
-    pub(crate) fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// waker in `entry`, which the last release wakes.
+    pub(crate) fn poll_drained(&self, entry: &mut TaskEntry, cx: &mut Context<'_>) -> Poll<()> {
         if self.is_drained() {
+            self.waiters.leave(entry);
             return Poll::Ready(());
         }
-        {
-            let mut waiter = self.waiter.lock();
-            match &waiter.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => waiter.waker = Some(cx.waker().clone()),
-            }
-        }
-        // Registered, then look (as in `wait_drained`).
-        if self.in_flight() == 0 {
-            self.waiter.lock().waker = None;
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        self.waiters.poll_until(entry, cx, || self.in_flight() == 0)
+    }
+
+    /// Takes a task's entry out of the drain's waiters (its future was
+    /// dropped before the drain completed).
+    pub(crate) fn leave(&self, entry: &mut TaskEntry) {
+        self.waiters.leave(entry);
     }
 }
 

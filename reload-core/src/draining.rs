@@ -12,14 +12,12 @@ use std::time::{Duration, Instant};
 
 use lifecycle::Phase;
 
-use crate::drain::{retire, Version};
+use crate::drain::Version;
 use crate::error::{DrainError, FinalizeError};
-use crate::events::Event;
-use crate::hooks::{run_hook, Hook, HookFailure};
-use crate::plugin::{RemovalReport, RemovedBody};
-use crate::slot::Shared;
+use crate::plugin::RemovedBody;
+use crate::shared::{finalize, Shared};
 use crate::state::{Draining, Removed};
-use crate::stats::Counters;
+use crate::waiters::TaskEntry;
 use crate::{Hooks, Plugin};
 
 /// What a `Plugin<P, Draining>` holds: ownership of a version the slot cut
@@ -85,59 +83,6 @@ impl<P: Hooks> Drop for DrainingBody<P> {
         // hold a lease on the version).
         self.shared.adopt(self.version);
     }
-}
-
-/// Runs the `shutdown` hook of a drained version exactly once, marks it
-/// `Removed`, and retires its shell. Returns the plugin value.
-///
-/// # Safety
-///
-/// The caller owns `version` (it was unlinked by a cut-over and no one else
-/// will finalize it), and no lease on it exists or can be granted.
-pub(crate) unsafe fn finalize<P: Hooks>(
-    shared: &Shared<P>,
-    version: NonNull<Version<P>>,
-    since: Instant,
-) -> (P, RemovalReport, Option<HookFailure>) {
-    let drain_time = since.elapsed();
-    // SAFETY: owned and drained per the contract.
-    let v = unsafe { version.as_ref() };
-    let generation = v.generation;
-    // SAFETY: drained, owned, called once (the caller's contract).
-    let mut plugin = unsafe { v.take_plugin() };
-    let failure = run_hook(
-        &mut plugin,
-        Hook::Shutdown,
-        Some(generation),
-        Hooks::shutdown,
-    )
-    .err();
-    // AcqRel (inside): a reader that sees Removed sees the shutdown's effects.
-    let removed = v.phase.transition(Phase::Draining, Phase::Removed);
-    debug_assert_eq!(removed, Ok(()));
-    // SAFETY: unlinked, drained, plugin taken; this is its one retirement.
-    unsafe { retire(version) };
-    Counters::bump(&shared.counters.drains_completed);
-    shared.counters.drain_time.record(drain_time);
-    if failure.is_some() {
-        Counters::bump(&shared.counters.shutdown_failures);
-    }
-    let report = RemovalReport {
-        generation,
-        drain_time,
-        shutdown_ok: failure.is_none(),
-    };
-    shared.emit(&Event::Drained {
-        plugin: &shared.name,
-        generation,
-        after: drain_time,
-    });
-    shared.emit(&Event::Removed {
-        plugin: &shared.name,
-        generation,
-        shutdown_ok: report.shutdown_ok,
-    });
-    (plugin, report, failure)
 }
 
 impl<P: Hooks> Plugin<P, Draining> {
@@ -237,6 +182,18 @@ impl<P: Hooks> Plugin<P, Draining> {
     pub fn drained(self) -> Drain<P> {
         Drain {
             draining: Some(self),
+            entry: None,
+        }
+    }
+
+    /// [`wait_drained`](Self::wait_drained) as a future: resolves once every
+    /// lease on this version has been given back, without finalizing. Any
+    /// number of tasks (and threads) may wait on one version at once; the
+    /// last release wakes every one.
+    pub fn until_drained(&self) -> UntilDrained<'_, P> {
+        UntilDrained {
+            version: self.body.version(),
+            entry: None,
         }
     }
 }
@@ -265,18 +222,20 @@ impl<P: Hooks> fmt::Debug for Plugin<P, Draining> {
 #[must_use = "futures do nothing unless polled"]
 pub struct Drain<P: Hooks> {
     draining: Option<Plugin<P, Draining>>,
+    entry: TaskEntry,
 }
 
 impl<P: Hooks> Future for Drain<P> {
     type Output = Result<Plugin<P, Removed>, FinalizeError<P>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(draining) = self.draining.as_ref() else {
+        let this = &mut *self;
+        let Some(draining) = this.draining.as_ref() else {
             panic!("`Drain` polled after it completed");
         };
-        match draining.body.version().poll_drained(cx) {
+        match draining.body.version().poll_drained(&mut this.entry, cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => match self.draining.take() {
+            Poll::Ready(()) => match this.draining.take() {
                 Some(draining) => Poll::Ready(draining.body.finalize()),
                 None => unreachable!("checked above"),
             },
@@ -284,4 +243,51 @@ impl<P: Hooks> Future for Drain<P> {
     }
 }
 
+impl<P: Hooks> Drop for Drain<P> {
+    fn drop(&mut self) {
+        if let Some(draining) = &self.draining {
+            draining.body.version().leave(&mut self.entry);
+        }
+    }
+}
+
 impl<P: Hooks> Unpin for Drain<P> {}
+
+impl<P: Hooks> fmt::Debug for Drain<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drain")
+            .field("draining", &self.draining)
+            .finish()
+    }
+}
+
+/// The future returned by [`Plugin::until_drained`]: resolves once the
+/// version has drained, leaving it `Draining` and its handle with the host.
+#[must_use = "futures do nothing unless polled"]
+pub struct UntilDrained<'a, P: Hooks> {
+    version: &'a Version<P>,
+    entry: TaskEntry,
+}
+
+impl<P: Hooks> Future for UntilDrained<'_, P> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        this.version.poll_drained(&mut this.entry, cx)
+    }
+}
+
+impl<P: Hooks> Drop for UntilDrained<'_, P> {
+    fn drop(&mut self) {
+        self.version.leave(&mut self.entry);
+    }
+}
+
+impl<P: Hooks> fmt::Debug for UntilDrained<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UntilDrained")
+            .field("generation", &self.version.generation)
+            .finish()
+    }
+}

@@ -65,6 +65,14 @@ pub enum ReplaceError<P: Hooks> {
         /// The new version, untouched.
         plugin: Plugin<P, Initialized>,
     },
+    /// The new version's [`Hooks::name`](crate::Hooks::name) panicked, so
+    /// it cannot be told to belong to this slot.
+    Name {
+        /// What panicked ([`Hook::Name`](crate::Hook::Name)).
+        failure: HookFailure,
+        /// The new version, untouched.
+        plugin: Plugin<P, Initialized>,
+    },
     /// The slot is closed.
     Closed(Plugin<P, Initialized>),
     /// A prepared reload holds the slot's turn
@@ -77,6 +85,7 @@ impl<P: Hooks> ReplaceError<P> {
     pub fn into_inner(self) -> Plugin<P, Initialized> {
         match self {
             ReplaceError::WrongPlugin { plugin, .. }
+            | ReplaceError::Name { plugin, .. }
             | ReplaceError::Closed(plugin)
             | ReplaceError::InProgress(plugin) => plugin,
         }
@@ -92,6 +101,7 @@ impl<P: Hooks> fmt::Display for ReplaceError<P> {
                 f,
                 "cannot replace plugin `{expected}` with a version of `{found}`"
             ),
+            ReplaceError::Name { failure, .. } => write!(f, "cannot replace: {failure}"),
             ReplaceError::Closed(_) => f.write_str("cannot replace: the plugin slot is closed"),
             ReplaceError::InProgress(_) => {
                 f.write_str("cannot replace: a prepared reload holds the slot's turn")
@@ -110,13 +120,24 @@ impl<P: Hooks> fmt::Debug for ReplaceError<P> {
                 .field("expected", expected)
                 .field("found", found)
                 .finish_non_exhaustive(),
+            ReplaceError::Name { failure, .. } => f
+                .debug_struct("Name")
+                .field("failure", failure)
+                .finish_non_exhaustive(),
             ReplaceError::Closed(_) => f.write_str("Closed(..)"),
             ReplaceError::InProgress(_) => f.write_str("InProgress(..)"),
         }
     }
 }
 
-impl<P: Hooks> std::error::Error for ReplaceError<P> {}
+impl<P: Hooks> std::error::Error for ReplaceError<P> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReplaceError::Name { failure, .. } => Some(failure),
+            _ => None,
+        }
+    }
+}
 
 /// [`Slot::reload`](crate::Slot::reload) failed; the new version comes back
 /// in the phase it reached, and the slot keeps serving the old one.

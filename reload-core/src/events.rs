@@ -118,6 +118,18 @@ pub enum Event<'a> {
         /// The panic message.
         message: &'a str,
     },
+    /// A plugin value the slot dropped (a finalized orphan, or a version
+    /// left when the slot went) panicked in its `Drop`; contained, counted
+    /// in [`SlotStats::drop_panics`](crate::SlotStats), and the slot went on
+    /// with the rest.
+    DropPanicked {
+        /// The slot's plugin name.
+        plugin: &'a str,
+        /// The version's generation.
+        generation: u64,
+        /// The panic message.
+        message: &'a str,
+    },
 }
 
 /// Told about each step of a slot's reloads; registered with

@@ -98,6 +98,11 @@ pub enum Hook {
     /// [`Stateful::resources`](crate::Stateful::resources) or
     /// [`Stateful::schema`](crate::Stateful::schema) (they panicked).
     Describe,
+    /// [`Hooks::name`] (it panicked where the library needed the name).
+    Name,
+    /// The plugin value's `Drop` (it panicked; the value is gone all the
+    /// same, and the library carried on).
+    Drop,
 }
 
 impl fmt::Display for Hook {
@@ -116,6 +121,8 @@ impl fmt::Display for Hook {
             Hook::Open => "open",
             Hook::Resume => "resume",
             Hook::Describe => "resources",
+            Hook::Name => "name",
+            Hook::Drop => "drop",
         })
     }
 }
@@ -211,16 +218,55 @@ fn contained<P: Hooks, R>(
         Ok(Err(e)) => Cause::Error(e),
         Err(payload) => Cause::Panic(panic_message(payload.as_ref())),
     };
-    // `name` and `version` are plugin code too; a panic there must not
-    // escape while reporting another failure.
-    let label = |f: fn(&P) -> &str| {
-        catch_unwind(AssertUnwindSafe(|| f(plugin).to_owned())).unwrap_or_else(|_| "?".to_owned())
-    };
     Err(HookFailure {
         hook,
-        plugin: label(|p| p.name()),
-        version: label(|p| p.version()),
+        plugin: label(plugin, P::name),
+        version: label(plugin, P::version),
         generation,
         cause,
+    })
+}
+
+/// [`Hooks::name`] or [`Hooks::version`] for a report: plugin code too, so
+/// a panic there becomes `"?"` rather than escaping while the library
+/// reports something else.
+pub(crate) fn label<P: Hooks>(plugin: &P, what: fn(&P) -> &str) -> String {
+    catch_unwind(AssertUnwindSafe(|| what(plugin).to_owned())).unwrap_or_else(|_| "?".to_owned())
+}
+
+/// [`Hooks::name`] where the library decides by it (which slot a version
+/// belongs to): a panic is a [`Hook::Name`] failure, never an unwind.
+pub(crate) fn name_of<P: Hooks>(
+    plugin: &P,
+    generation: Option<u64>,
+) -> Result<String, HookFailure> {
+    match catch_unwind(AssertUnwindSafe(|| plugin.name().to_owned())) {
+        Ok(name) => Ok(name),
+        Err(payload) => Err(HookFailure {
+            hook: Hook::Name,
+            plugin: "?".to_owned(),
+            version: label(plugin, P::version),
+            generation,
+            cause: Cause::Panic(panic_message(payload.as_ref())),
+        }),
+    }
+}
+
+/// Drops a value the library owns and no one asked back for (a finalized
+/// orphan, a version whose slot was dropped), containing a panic in its
+/// `Drop`: reported as a [`Hook::Drop`] failure for `plugin` so that the
+/// caller can count it and carry on with whatever else it was dropping.
+pub(crate) fn drop_contained<T>(
+    value: T,
+    plugin: &str,
+    generation: Option<u64>,
+) -> Option<HookFailure> {
+    let payload = catch_unwind(AssertUnwindSafe(move || drop(value))).err()?;
+    Some(HookFailure {
+        hook: Hook::Drop,
+        plugin: plugin.to_owned(),
+        version: "?".to_owned(),
+        generation,
+        cause: Cause::Panic(panic_message(payload.as_ref())),
     })
 }

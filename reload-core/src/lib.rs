@@ -103,16 +103,17 @@ mod drain;
 mod draining;
 #[cfg(feature = "dylib")]
 pub mod dylib;
-mod enter;
 pub mod envelope;
 mod error;
 mod events;
 mod hooks;
+mod lease;
 mod loom;
 pub mod manifest;
 mod plugin;
 pub mod registry;
 mod reload;
+mod shared;
 mod slot;
 pub mod state;
 mod stateful;
@@ -123,8 +124,7 @@ pub mod testing;
 pub mod verify;
 mod waiters;
 
-pub use draining::Drain;
-pub use enter::EnterFuture;
+pub use draining::{Drain, UntilDrained};
 pub use envelope::{EnvelopeError, SavedState};
 pub use error::{
     CallError, DrainError, FinalizeError, ReloadError, ReplaceError, SlotClosed, SnapshotError,
@@ -132,13 +132,14 @@ pub use error::{
 };
 pub use events::{Event, Listener, ListenerId, Proposal};
 pub use hooks::{BoxError, Cause, Hook, HookFailure, Hooks};
+pub use lease::{EnterFuture, EnterOwnedFuture, Lease, OwnedLease};
 pub use lifecycle::{self, Phase};
 pub use plugin::{InitError, LinkError, Plugin, PrepareError, RemovalReport, StepError};
 pub use reload::{
     Committed, GroupFailed, Mode, Prepared, ReloadFailed, ReloadFault, ReloadOptions, Returned,
     Salvage, Transfer,
 };
-pub use slot::{Lease, Slot};
+pub use slot::Slot;
 pub use state::{Active, Draining, Initialized, Linked, Loaded, Removed};
 pub use stateful::{Resource, ResourceKind, Stateful};
 pub use stats::{DurationSummary, SlotStats, VersionInfo};

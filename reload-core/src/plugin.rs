@@ -155,6 +155,10 @@ pub type LinkError<P> = StepError<P, Loaded>;
 pub type InitError<P> = StepError<P, Linked>;
 
 impl<P: Hooks, S: State> StepError<P, S> {
+    pub(crate) fn new(plugin: Plugin<P, S>, failure: HookFailure) -> Self {
+        StepError { plugin, failure }
+    }
+
     /// The plugin, in the phase it had before the failed step.
     pub fn into_inner(self) -> Plugin<P, S> {
         self.plugin

@@ -29,9 +29,9 @@ use crate::drain::{close_gate, cut_over, open_gate, Version};
 use crate::envelope::{EnvelopeError, SavedState};
 use crate::events::{Event, Proposal};
 use crate::hooks::{run_hook, run_ref_hook, Cause, Hook, HookFailure};
-use crate::loom::{park_until, Ordering, Parked};
+use crate::loom::Ordering;
 use crate::plugin::PrepareError;
-use crate::slot::Shared;
+use crate::shared::Shared;
 use crate::state::{Draining, Initialized, Linked, Loaded};
 use crate::stateful::{Resource, ResourceKind, Stateful};
 use crate::stats::Counters;
@@ -536,29 +536,34 @@ impl<P: Stateful> Slot<P> {
     /// Takes the slot's reload turn, waiting for it if asked.
     pub(crate) fn take_turn(&self, wait: Option<Duration>) -> Result<Turn<'_, P>, ReloadFault> {
         let shared = &*self.shared;
-        let deadline = wait.and_then(|w| Instant::now().checked_add(w));
-        loop {
-            {
-                let mut writer = shared.writer.lock();
-                if shared.is_closed() {
-                    return Err(ReloadFault::Closed);
-                }
-                if !writer.turn {
-                    writer.turn = true;
-                    return Ok(Turn { shared });
-                }
+        // Takes the turn if it is free; `Some` ends the wait either way.
+        let try_take = || -> Option<Result<(), ReloadFault>> {
+            let mut writer = shared.writer.lock();
+            if shared.is_closed() {
+                return Some(Err(ReloadFault::Closed));
             }
-            if wait.is_none() {
-                return Err(ReloadFault::InProgress);
+            if writer.turn {
+                return None;
             }
-            // Register, then look (see `waiters`).
-            shared.turn_free.register_thread();
-            if !shared.writer.lock().turn {
-                continue;
+            writer.turn = true;
+            Some(Ok(()))
+        };
+        let outcome = match wait {
+            None => try_take(),
+            Some(wait) => {
+                let deadline = Instant::now().checked_add(wait);
+                let mut outcome = None;
+                shared.turn_free.wait_until(deadline, || {
+                    outcome = try_take();
+                    outcome.is_some()
+                });
+                outcome
             }
-            if park_until(deadline) == Parked::Expired && shared.writer.lock().turn {
-                return Err(ReloadFault::InProgress);
-            }
+        };
+        match outcome {
+            Some(Ok(())) => Ok(Turn { shared }),
+            Some(Err(fault)) => Err(fault),
+            None => Err(ReloadFault::InProgress),
         }
     }
 }

@@ -1,26 +1,26 @@
 //! [`Slot`]: the one place calls go through to reach a plugin's current
-//! version, and [`Lease`], a call's hold on one version.
+//! version: leases ([`Lease`], [`OwnedLease`]), cut-overs, close, and what
+//! the host can observe.
 
 use std::fmt;
-use std::marker::PhantomData;
-use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_epoch::{Atomic, Owned};
-use lifecycle::Phase;
+use crossbeam_epoch::Owned;
 
-use crate::drain::{acquire, cut_over, Hold, Version};
-use crate::draining::{finalize, DrainingBody};
+use crate::drain::{acquire, cut_over, Version};
+use crate::draining::DrainingBody;
 use crate::error::{CallError, ReloadError, ReplaceError, SlotClosed, TryEnterError};
-use crate::events::{Event, Listener, ListenerId, Listeners};
-use crate::hooks::{panic_message, Cause, Hook, HookFailure};
-use crate::loom::{park_until, pin, AtomicBool, Mutex, Ordering, Parked};
+use crate::events::{Listener, ListenerId};
+use crate::hooks::{label, name_of, panic_message, Cause, Hook, HookFailure};
+use crate::lease::{EnterFuture, EnterOwnedFuture, Lease, OwnedLease};
+use crate::loom::{pin, Ordering};
+use crate::plugin::StepError;
+use crate::shared::{Shared, Writer};
 use crate::state::{Draining, Initialized, Loaded};
 use crate::stats::{Counters, SlotStats, VersionInfo};
-use crate::waiters::WaitList;
 use crate::{Hooks, Plugin, Stateful};
 
 /// A hot-swappable plugin: one current version, any number draining.
@@ -51,73 +51,36 @@ pub struct Slot<P: Hooks> {
     pub(crate) shared: Arc<Shared<P>>,
 }
 
-/// The part of a slot that its draining versions keep alive.
-pub(crate) struct Shared<P: Hooks> {
-    /// The current version; null once closed; tagged while its gate is
-    /// closed (see `drain.rs`).
-    pub(crate) current: Atomic<Version<P>>,
-    /// Serialises cut-overs and gate changes, and holds the versions that
-    /// are draining, so they can be observed and, if their handle was
-    /// dropped, finalized. Never taken on the call path.
-    pub(crate) writer: Mutex<Writer<P>>,
-    /// Whether a quiesced reload holds the gate closed: what callers at the
-    /// gate wait on (set before the tag, cleared after it is gone).
-    pub(crate) gate_closed: AtomicBool,
-    /// Callers waiting at the gate.
-    pub(crate) gate: WaitList,
-    /// Reloads waiting for the turn.
-    pub(crate) turn_free: WaitList,
-    pub(crate) listeners: Listeners,
-    pub(crate) name: String,
-    pub(crate) counters: Counters,
-}
-
-pub(crate) struct Writer<P> {
-    pub(crate) next_generation: u64,
-    draining: Vec<Entry<P>>,
-    /// A reload holds the turn (from prepare to commit or abort).
-    pub(crate) turn: bool,
-    /// A quiesced commit has the gate closed.
-    pub(crate) quiescing: bool,
-}
-
-struct Entry<P> {
-    version: NonNull<Version<P>>,
-    since: Instant,
-    /// Its `Plugin<P, Draining>` was dropped: the slot finalizes it.
-    orphaned: bool,
-}
-
-// SAFETY: an `Entry` only points at a version the slot or a draining handle
-// owns; the version itself is `Send + Sync` for `P: Hooks`. Entries are read
-// only under the writer lock, and removed under it before the version is
-// retired.
-unsafe impl<P: Send + Sync> Send for Entry<P> {}
-
 impl<P: Hooks> Slot<P> {
     /// A slot serving `first`, which becomes generation 1 (`Initialized ->
     /// Active`).
+    ///
+    /// # Panics
+    ///
+    /// If the plugin's [`Hooks::name`] panics (the plugin's own panic,
+    /// reported); [`Slot::try_new`] hands the plugin back instead.
     pub fn new(first: Plugin<P, Initialized>) -> Self {
-        let plugin = first.into_inner();
-        let name = plugin.name().to_owned();
-        let shared = Shared {
-            current: Atomic::from(Owned::new(Version::new(plugin, 1))),
-            writer: Mutex::new(Writer {
-                next_generation: 2,
-                draining: Vec::new(),
-                turn: false,
-                quiescing: false,
-            }),
-            gate_closed: AtomicBool::new(false),
-            gate: WaitList::default(),
-            turn_free: WaitList::default(),
-            listeners: Listeners::default(),
-            name,
-            counters: Counters::default(),
-        };
-        Slot {
-            shared: Arc::new(shared),
+        match Self::try_new(first) {
+            Ok(slot) => slot,
+            Err(e) => panic!("{}", e.failure()),
         }
+    }
+
+    /// [`Slot::new`], with a panic in the plugin's [`Hooks::name`]
+    /// contained.
+    ///
+    /// # Errors
+    ///
+    /// The plugin comes back, still `Initialized`, with the failure
+    /// ([`Hook::Name`](crate::Hook::Name)).
+    pub fn try_new(first: Plugin<P, Initialized>) -> Result<Self, StepError<P, Initialized>> {
+        let name = match name_of(first.get(), None) {
+            Ok(name) => name,
+            Err(failure) => return Err(StepError::new(first, failure)),
+        };
+        Ok(Slot {
+            shared: Arc::new(Shared::new(first.into_inner(), name)),
+        })
     }
 
     /// A lease on the current version, for one call (or a few).
@@ -136,28 +99,13 @@ impl<P: Hooks> Slot<P> {
     /// [`SlotClosed`] once [`Slot::close`] has run.
     #[inline]
     pub fn enter(&self) -> Result<Lease<'_, P>, SlotClosed> {
-        match acquire(&self.shared.current) {
-            Some(hold) => Ok(self.lease(hold)),
-            None => self.enter_slow(None).map_err(|_| SlotClosed),
-        }
-    }
-
-    /// `enter`'s slow path, out of line so the fast path stays small: the
-    /// slot is closed, or a quiesced reload holds the gate (wait for it,
-    /// until `deadline` if any, then try again).
-    #[cold]
-    #[inline(never)]
-    fn enter_slow(&self, deadline: Option<Instant>) -> Result<Lease<'_, P>, TryEnterError> {
-        loop {
-            if self.shared.is_closed() {
-                return Err(TryEnterError::Closed);
-            }
-            if !self.shared.wait_gate(deadline) {
-                return Err(TryEnterError::Quiescing);
-            }
-            if let Some(hold) = acquire(&self.shared.current) {
-                return Ok(self.lease(hold));
-            }
+        let shared = &*self.shared;
+        match acquire(&shared.current) {
+            Some(hold) => Ok(Lease::new(hold, shared)),
+            None => match shared.enter_slow(None) {
+                Ok(hold) => Ok(Lease::new(hold, shared)),
+                Err(_) => Err(SlotClosed),
+            },
         }
     }
 
@@ -169,11 +117,8 @@ impl<P: Hooks> Slot<P> {
     /// [`TryEnterError::Closed`] once the slot is closed.
     #[inline]
     pub fn try_enter(&self) -> Result<Lease<'_, P>, TryEnterError> {
-        match acquire(&self.shared.current) {
-            Some(hold) => Ok(self.lease(hold)),
-            None if self.shared.is_closed() => Err(TryEnterError::Closed),
-            None => Err(TryEnterError::Quiescing),
-        }
+        let shared = &*self.shared;
+        shared.try_enter().map(|hold| Lease::new(hold, shared))
     }
 
     /// [`Slot::enter`], waiting at a closed gate only until `deadline`.
@@ -183,24 +128,83 @@ impl<P: Hooks> Slot<P> {
     /// [`TryEnterError::Quiescing`] if the gate was still closed at
     /// `deadline`; [`TryEnterError::Closed`] once the slot is closed.
     pub fn enter_deadline(&self, deadline: Instant) -> Result<Lease<'_, P>, TryEnterError> {
-        match acquire(&self.shared.current) {
-            Some(hold) => Ok(self.lease(hold)),
-            None => self.enter_slow(Some(deadline)),
+        let shared = &*self.shared;
+        match acquire(&shared.current) {
+            Some(hold) => Ok(Lease::new(hold, shared)),
+            None => shared
+                .enter_slow(Some(deadline))
+                .map(|hold| Lease::new(hold, shared)),
         }
     }
 
     /// [`Slot::enter`] as a future: at a closed gate the task's waker is
     /// registered and woken when the gate opens; no thread blocks.
-    pub fn enter_async(&self) -> crate::EnterFuture<'_, P> {
-        crate::EnterFuture { slot: self }
+    pub fn enter_async(&self) -> EnterFuture<'_, P> {
+        EnterFuture::new(&self.shared)
     }
 
+    /// [`Slot::enter`] for a lease that does not borrow the slot: an
+    /// [`OwnedLease`] is `Send + 'static`, so it can move into a spawned
+    /// task or another thread's job and be dropped there. The call is
+    /// admitted now, on the version current now, however late the task
+    /// holding it first runs.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use reload_core::{Hooks, Plugin, Slot};
+    ///
+    /// struct Echo;
+    /// impl Hooks for Echo { type Context = (); }
+    ///
+    /// let slot = Arc::new(Slot::new(Plugin::new(Echo).prepare(&()).ok().unwrap()));
+    /// let lease = slot.enter_owned()?;
+    /// let job = std::thread::spawn(move || lease.generation());
+    /// drop(slot); // the lease may outlive the slot
+    /// assert_eq!(job.join().unwrap(), 1);
+    /// # Ok::<(), reload_core::SlotClosed>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SlotClosed`] once [`Slot::close`] has run.
     #[inline]
-    pub(crate) fn lease(&self, hold: Hold<P>) -> Lease<'_, P> {
-        Lease {
-            hold,
-            _slot: PhantomData,
-        }
+    pub fn enter_owned(&self) -> Result<OwnedLease<P>, SlotClosed> {
+        let shared = &self.shared;
+        let hold = match acquire(&shared.current) {
+            Some(hold) => hold,
+            None => shared.enter_slow(None).map_err(|_| SlotClosed)?,
+        };
+        Ok(OwnedLease::new(hold, Arc::clone(shared)))
+    }
+
+    /// [`Slot::try_enter`] for an [`OwnedLease`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Slot::try_enter`].
+    pub fn try_enter_owned(&self) -> Result<OwnedLease<P>, TryEnterError> {
+        let hold = self.shared.try_enter()?;
+        Ok(OwnedLease::new(hold, Arc::clone(&self.shared)))
+    }
+
+    /// [`Slot::enter_deadline`] for an [`OwnedLease`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Slot::enter_deadline`].
+    pub fn enter_owned_deadline(&self, deadline: Instant) -> Result<OwnedLease<P>, TryEnterError> {
+        let shared = &self.shared;
+        let hold = match acquire(&shared.current) {
+            Some(hold) => hold,
+            None => shared.enter_slow(Some(deadline))?,
+        };
+        Ok(OwnedLease::new(hold, Arc::clone(shared)))
+    }
+
+    /// [`Slot::enter_async`] for an [`OwnedLease`]; the future is itself
+    /// `Send + 'static`, so it can be spawned.
+    pub fn enter_owned_async(&self) -> EnterOwnedFuture<P> {
+        EnterOwnedFuture::new(Arc::clone(&self.shared))
     }
 
     /// Runs `f` on the current version under a lease, containing a panic.
@@ -220,8 +224,8 @@ impl<P: Hooks> Slot<P> {
                 Counters::bump(&self.shared.counters.call_panics);
                 Err(CallError::Panicked(HookFailure {
                     hook: Hook::Call,
-                    plugin: lease.name().to_owned(),
-                    version: lease.version().to_owned(),
+                    plugin: self.shared.name.clone(),
+                    version: label(&*lease, P::version),
                     generation: Some(lease.generation()),
                     cause: Cause::Panic(panic_message(payload.as_ref())),
                 }))
@@ -236,10 +240,22 @@ impl<P: Hooks> Slot<P> {
     /// wait on the returned handle to see it drain and shut down. Dropping
     /// the handle instead leaves that to the slot (see [`Slot::reap`]).
     ///
+    /// `replace` runs no plugin code but `next`'s [`Hooks::name`] (contained)
+    /// and never runs another version's `shutdown`: it is the cut-over and
+    /// nothing else, so it cannot be slowed by an earlier version whose
+    /// `shutdown` is slow. Orphans (versions whose handle was dropped) are
+    /// finalized by [`Slot::reap`], [`Slot::close`], dropping their handle
+    /// once drained, the drop of their last [`OwnedLease`], or dropping the
+    /// slot; a host that drops handles and uses only borrowed leases calls
+    /// `reap` when it suits it (on a thread of its own, if shutdowns are
+    /// slow).
+    ///
     /// # Errors
     ///
     /// [`ReplaceError::WrongPlugin`] if `next` names another plugin,
-    /// [`ReplaceError::Closed`] if the slot is closed. Either way `next`
+    /// [`ReplaceError::Name`] if its `name` panicked,
+    /// [`ReplaceError::InProgress`] while a prepared reload holds the turn,
+    /// [`ReplaceError::Closed`] if the slot is closed. In every case `next`
     /// comes back inside the error and the slot is unchanged.
     pub fn replace(
         &self,
@@ -251,7 +267,6 @@ impl<P: Hooks> Slot<P> {
             Err(_) => &self.shared.counters.failed_reloads,
         };
         Counters::bump(counter);
-        self.reap();
         result
     }
 
@@ -259,12 +274,21 @@ impl<P: Hooks> Slot<P> {
         &self,
         next: Plugin<P, Initialized>,
     ) -> Result<Plugin<P, Draining>, ReplaceError<P>> {
-        if next.get().name() != self.shared.name {
-            return Err(ReplaceError::WrongPlugin {
-                expected: self.shared.name.clone(),
-                found: next.get().name().to_owned(),
-                plugin: next,
-            });
+        match name_of(next.get(), None) {
+            Ok(found) if found == self.shared.name => {}
+            Ok(found) => {
+                return Err(ReplaceError::WrongPlugin {
+                    expected: self.shared.name.clone(),
+                    found,
+                    plugin: next,
+                })
+            }
+            Err(failure) => {
+                return Err(ReplaceError::Name {
+                    failure,
+                    plugin: next,
+                })
+            }
         }
         let mut writer = self.shared.writer.lock();
         if writer.turn {
@@ -354,11 +378,7 @@ impl<P: Hooks> Slot<P> {
         old: NonNull<Version<P>>,
     ) -> Plugin<P, Draining> {
         let since = Instant::now();
-        writer.draining.push(Entry {
-            version: old,
-            since,
-            orphaned: false,
-        });
+        writer.track(old, since);
         Plugin {
             body: DrainingBody::new(old, Arc::clone(&self.shared), since),
         }
@@ -388,18 +408,12 @@ impl<P: Hooks> Slot<P> {
     pub fn versions(&self) -> Vec<VersionInfo> {
         let writer = self.shared.writer.lock();
         let mut out: Vec<VersionInfo> = writer
-            .draining
-            .iter()
-            .map(|entry| {
-                // SAFETY: entries are removed under this lock before their
-                // version is retired, so the pointer is valid while we hold it.
-                let v = unsafe { entry.version.as_ref() };
-                VersionInfo {
-                    generation: v.generation,
-                    phase: v.phase.load(),
-                    in_flight: v.in_flight(),
-                    orphaned: entry.orphaned,
-                }
+            .draining()
+            .map(|(v, orphaned)| VersionInfo {
+                generation: v.generation,
+                phase: v.phase.load(),
+                in_flight: v.in_flight(),
+                orphaned,
             })
             .collect();
         let guard = pin();
@@ -419,7 +433,7 @@ impl<P: Hooks> Slot<P> {
 
     /// The slot's counters.
     pub fn stats(&self) -> SlotStats {
-        let draining = self.shared.writer.lock().draining.len();
+        let draining = self.shared.writer.lock().draining().count();
         let in_flight = self.versions().iter().map(|v| v.in_flight).sum();
         self.shared
             .counters
@@ -454,97 +468,13 @@ impl<P: Stateful> Slot<P> {
     }
 }
 
-impl<P: Hooks> Shared<P> {
-    /// Whether the slot is closed.
-    pub(crate) fn is_closed(&self) -> bool {
-        let guard = pin();
-        // Acquire: as in `enter`.
-        self.current.load(Ordering::Acquire, &guard).is_null()
-    }
-
-    /// Tells the listeners.
-    pub(crate) fn emit(&self, event: &Event<'_>) {
-        self.listeners.emit(&self.counters, &self.name, event);
-    }
-
-    /// Parks until the gate is open or `deadline` passes; returns whether it
-    /// is open. Register, then look (see `waiters`).
-    pub(crate) fn wait_gate(&self, deadline: Option<Instant>) -> bool {
-        loop {
-            self.gate.register_thread();
-            // Acquire: seeing it open means seeing the cut-over or untag
-            // that preceded the opening (see `Quiesce`).
-            if !self.gate_closed.load(Ordering::Acquire) {
-                return true;
-            }
-            if park_until(deadline) == Parked::Expired {
-                return !self.gate_closed.load(Ordering::Acquire);
-            }
-        }
-    }
-
-    /// Forgets a draining version that its owner is about to finalize.
-    pub(crate) fn untrack(&self, version: NonNull<Version<P>>) {
-        self.writer
-            .lock()
-            .draining
-            .retain(|entry| entry.version != version);
-    }
-
-    /// Called when a `Plugin<P, Draining>` is dropped unwaited: the slot
-    /// takes the version over, and finalizes it at once if it has drained.
-    pub(crate) fn adopt(&self, version: NonNull<Version<P>>) {
-        {
-            let mut writer = self.writer.lock();
-            if let Some(entry) = writer.draining.iter_mut().find(|e| e.version == version) {
-                entry.orphaned = true;
-            }
-        }
-        self.reap(false);
-    }
-
-    /// Finalizes orphans that have drained, or all of them if `all` (only
-    /// when no lease can exist any more: the slot is being dropped).
-    fn reap(&self, all: bool) -> usize {
-        let ready: Vec<Entry<P>> = {
-            let mut writer = self.writer.lock();
-            let (ready, keep) =
-                std::mem::take(&mut writer.draining)
-                    .into_iter()
-                    .partition(|entry| {
-                        // SAFETY: the entry is still listed, so not yet retired.
-                        entry.orphaned && (all || unsafe { entry.version.as_ref() }.is_drained())
-                    });
-            writer.draining = keep;
-            ready
-        };
-        let reaped = ready.len();
-        for entry in ready {
-            // SAFETY: orphaned, so no handle owns it; drained (or, with
-            // `all`, no lease can exist); removed from the list above, so no
-            // one else will finalize it. The value is dropped here: nobody
-            // asked for it back.
-            drop(unsafe { finalize(self, entry.version, entry.since) });
-        }
-        reaped
-    }
-}
-
 impl<P: Hooks> Drop for Slot<P> {
     fn drop(&mut self) {
-        // Every lease borrows the slot, so none is alive now (a lease that
-        // was `mem::forget`-ed can never be used again either): the current
-        // version and the orphans can be finalized without waiting.
-        let current = {
-            let _writer = self.shared.writer.lock();
-            cut_over(&self.shared.current, None)
-        };
-        if let Ok(version) = current {
-            // SAFETY: unlinked just now, never tracked or handed out, and no
-            // lease can exist (see above).
-            drop(unsafe { finalize(&self.shared, version, Instant::now()) });
-        }
-        self.shared.reap(true);
+        // Closes the slot: the current version becomes an orphan, finalized
+        // now if no lease is out on it, else by the drop of its last owned
+        // lease (borrowed ones are gone: they borrowed the slot), or, at the
+        // latest, when the last reference to the shared part goes.
+        self.shared.close_for_drop();
     }
 }
 
@@ -554,70 +484,5 @@ impl<P: Hooks> fmt::Debug for Slot<P> {
             .field("name", &self.shared.name)
             .field("generation", &self.generation())
             .finish_non_exhaustive()
-    }
-}
-
-/// A call's hold on one version of a [`Slot`]: derefs to the plugin, and
-/// gives the hold back when dropped, also during a panic's unwinding.
-///
-/// A lease is `Send`, so it can be held across `.await` and dropped on
-/// another thread. Hold it for a call, not for the life of a task: the
-/// version it holds cannot finish draining until it is dropped.
-#[must_use = "a lease is given back as soon as it is dropped"]
-pub struct Lease<'a, P: Hooks> {
-    hold: Hold<P>,
-    _slot: PhantomData<&'a Slot<P>>,
-}
-
-// SAFETY: a lease gives out `&P` (and `P: Sync` by `Hooks`), and releasing
-// it on another thread is part of the protocol (it decrements the shard it
-// counted on, wherever it runs).
-unsafe impl<P: Hooks> Send for Lease<'_, P> {}
-// SAFETY: `&Lease` only gives `&P`, and `P: Sync`.
-unsafe impl<P: Hooks> Sync for Lease<'_, P> {}
-
-impl<P: Hooks> Lease<'_, P> {
-    /// Generation of the version this lease holds.
-    pub fn generation(&self) -> u64 {
-        self.held().generation
-    }
-
-    /// Phase of the version this lease holds: `Active`, or `Draining` if
-    /// the slot cut over since the lease was taken. Never `Removed`.
-    pub fn phase(&self) -> Phase {
-        self.held().phase.load()
-    }
-
-    fn held(&self) -> &Version<P> {
-        // SAFETY: the lease keeps its version from being drained, hence from
-        // being retired.
-        unsafe { self.hold.version.as_ref() }
-    }
-}
-
-impl<P: Hooks> Deref for Lease<'_, P> {
-    type Target = P;
-
-    #[inline]
-    fn deref(&self) -> &P {
-        // SAFETY: we hold a lease on this version.
-        unsafe { self.held().plugin() }
-    }
-}
-
-impl<P: Hooks> Drop for Lease<'_, P> {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: this lease's one hold, counted on `shard`, given back once.
-        unsafe { Version::release(self.hold.version, self.hold.shard) }
-    }
-}
-
-impl<P: Hooks> fmt::Debug for Lease<'_, P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lease")
-            .field("plugin", &self.name())
-            .field("generation", &self.generation())
-            .finish()
     }
 }

@@ -52,6 +52,10 @@ pub struct SlotStats {
     pub shutdown_failures: u64,
     /// Listener calls that panicked (contained).
     pub listener_panics: u64,
+    /// Plugin values the slot dropped (finalized orphans, versions left
+    /// when the slot went) whose `Drop` panicked: contained, and the slot
+    /// went on finalizing the others.
+    pub drop_panics: u64,
     /// How long drains took, from cut-over to drained.
     pub drain_time: DurationSummary,
     /// How long quiesced commits held new calls at the gate (committed
@@ -178,6 +182,7 @@ pub(crate) struct Counters {
     pub(crate) vetoed: AtomicU64,
     pub(crate) aborted: AtomicU64,
     pub(crate) listener_panics: AtomicU64,
+    pub(crate) drop_panics: AtomicU64,
     pub(crate) drain_time: Histogram,
     pub(crate) quiesce_time: Histogram,
 }
@@ -202,6 +207,7 @@ impl Counters {
             aborted: self.aborted.load(Relaxed),
             in_flight,
             listener_panics: self.listener_panics.load(Relaxed),
+            drop_panics: self.drop_panics.load(Relaxed),
             quiesce_time: self.quiesce_time.summary(),
             drains_completed: self.drains_completed.load(Relaxed),
             draining_now,

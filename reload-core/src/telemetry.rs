@@ -106,5 +106,16 @@ pub(crate) fn event(event: &Event<'_>) {
             message,
             "listener panicked (contained)"
         ),
+        Event::DropPanicked {
+            plugin,
+            generation,
+            message,
+        } => tracing::warn!(
+            target: "reload_core",
+            plugin,
+            generation,
+            message,
+            "plugin value panicked in drop (contained)"
+        ),
     }
 }
