@@ -14,13 +14,17 @@ git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parent
 
 export RUSTFLAGS="--cfg loom --cfg crossbeam_loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
 export CARGO_TARGET_DIR="$root/target/loom-mutants"
-drain="$scratch/reload-core/src/drain.rs"
-cp "$drain" "$scratch/drain.orig"
+src="$scratch/reload-core/src"
+mkdir -p "$scratch/orig"
+cp "$src"/*.rs "$scratch/orig/"
 
-# mutate OLD NEW [OLD NEW ...]: rewrite drain.rs from the original, each
-# OLD (which must occur exactly once) replaced by its NEW.
+# mutate OLD NEW [OLD NEW ...]: restores every file of src/ from the
+# original, then rewrites $file (drain.rs unless set), each OLD (which must
+# occur exactly once) replaced by its NEW.
+file=drain.rs
 mutate() {
-  python3 - "$drain" "$scratch/drain.orig" "$@" <<'PY'
+  cp "$scratch/orig/"*.rs "$src/"
+  python3 - "$src/$file" "$scratch/orig/$file" "$@" <<'PY'
 import sys
 path, orig, *pairs = sys.argv[1:]
 src = open(orig).read()
@@ -68,18 +72,55 @@ mutate $'        // SeqCst fence: the caller\'s half of pair B, between the decr
        '        fence(Ordering::AcqRel);'
 run "release-fence-acqrel" loom_lease_dropped_elsewhere
 
-mutate $'            self.waiter.lock().thread = Some(me.clone());\n            let drained = self.in_flight() == 0;' \
-       $'            let drained = self.in_flight() == 0;\n            self.waiter.lock().thread = Some(me.clone());'
+# The wait list (waiters.rs): one engine for the drain, the gate and the turn.
+file=waiters.rs
+mutate $'            self.register_thread();\n            let done = ready();' \
+       $'            let done = ready();\n            self.register_thread();'
 run "look-before-register" loom_release_wakes_drain
 
-# Waking whenever a draining version's lease is released, whatever the count,
-# is only wasteful while the waiter re-checks; with a waiter that trusts the
-# wake it finalizes under a live lease.
+# Whenever a waiter wakes, trust the wake instead of looking again.
+mutate $'            expired = park_until(deadline) == Parked::Expired;' \
+       $'            expired = park_until(deadline) == Parked::Expired;\n            if !expired {\n                self.unregister_thread();\n                return true;\n            }'
+run "waiter-trusts-the-wake" loom_two_waiters
+
+# One waiter at a time (the bug of #14): a new registration replaces the last.
+mutate $'        if !waiting.threads.iter().any(|t| t.id() == me.id()) {\n            waiting.threads.push(me);\n        }' \
+       $'        waiting.threads.clear();\n        waiting.threads.push(me);'
+run "one-waiter-only" loom_two_waiters
+
+# A waiter that gives up takes everyone out.
+mutate 'self.waiting.lock().threads.retain(|t| t.id() != me);' \
+       'let _ = me; self.waiting.lock().threads.clear();'
+run "give-up-unregisters-all" loom_two_waiters
+
+# Wake one, not all.
+mutate $'        for thread in threads {\n            thread.unpark();\n        }' \
+       $'        if let Some(thread) = threads.first() {\n            thread.unpark();\n        }'
+run "wake-one-not-all" loom_two_waiters
+file=drain.rs
+
+# Waking whenever a draining version's lease is released, whatever the
+# count, is only wasteful while the waiter re-checks; with a waiter that
+# trusts the wake it finalizes under a live lease.
 mutate $'        if self.in_flight() != 0 {\n            return;\n        }' \
-       '' \
-       $'            expired = park_until(deadline) == Parked::Expired;' \
-       $'            expired = park_until(deadline) == Parked::Expired;\n            if !expired {\n                self.waiter.lock().thread = None;\n                return true;\n            }'
+       ''
+file=waiters.rs
+cp "$src/drain.rs" "$scratch/drain.mutated"
+mutate $'            expired = park_until(deadline) == Parked::Expired;' \
+       $'            expired = park_until(deadline) == Parked::Expired;\n            if !expired {\n                self.unregister_thread();\n                return true;\n            }'
+cp "$scratch/drain.mutated" "$src/drain.rs"
 run "wake-at-any-count-waiter-trusts-it" loom_release_wakes_drain
+file=drain.rs
+
+# Owned leases and orphans (shared.rs, lease.rs).
+file=lease.rs
+mutate '        self.shared.reap_after_release();' ''
+run "owned-lease-never-reaps" loom_owned_lease
+file=shared.rs
+mutate $'            if let Ok(version) = cut_over(&self.current, None) {\n                writer.draining.push(Entry {\n                    version,\n                    since: Instant::now(),\n                    orphaned: true,\n                });\n                self.orphans.fetch_add(1, Ordering::Relaxed);\n            }' \
+       $'            if let Ok(version) = cut_over(&self.current, None) {\n                writer.draining.push(Entry {\n                    version,\n                    since: Instant::now(),\n                    orphaned: true,\n                });\n            }'
+run "slot-drop-orphan-uncounted" loom_owned_lease
+file=drain.rs
 
 # The gate of quiesced reloads (Q1-Q2 with pairs A and B).
 mutate $'        if seen.tag() == GATED {\n            return None;\n        }' ''

@@ -28,7 +28,7 @@ use crossbeam_epoch::Owned;
 use crate::drain::{close_gate, cut_over, open_gate, Version};
 use crate::envelope::{EnvelopeError, SavedState};
 use crate::events::{Event, Proposal};
-use crate::hooks::{run_hook, run_ref_hook, Cause, Hook, HookFailure};
+use crate::hooks::{label, name_of, run_hook, run_ref_hook, Cause, Hook, HookFailure};
 use crate::loom::Ordering;
 use crate::plugin::PrepareError;
 use crate::shared::Shared;
@@ -261,15 +261,19 @@ struct Failed<P: Hooks> {
     fault: ReloadFault,
     plugin: Returned<P>,
     salvage: Salvage,
+    /// The slot's plugin name (not asked of the plugin: its `name` is
+    /// plugin code, and may be what failed).
+    name: String,
 }
 
 impl<P: Hooks> ReloadFailed<P> {
-    fn new(fault: ReloadFault, plugin: Returned<P>, salvage: Salvage) -> Self {
+    fn new(fault: ReloadFault, plugin: Returned<P>, salvage: Salvage, name: &str) -> Self {
         ReloadFailed {
             inner: Box::new(Failed {
                 fault,
                 plugin,
                 salvage,
+                name: name.to_owned(),
             }),
         }
     }
@@ -286,7 +290,7 @@ impl<P: Hooks> ReloadFailed<P> {
 
     /// The name of the plugin whose reload failed.
     pub fn plugin_name(&self) -> &str {
-        self.inner.plugin.get().name()
+        &self.inner.name
     }
 
     /// What was taken from the old version before the failure.
@@ -305,6 +309,7 @@ impl<P: Hooks> ReloadFailed<P> {
             fault,
             plugin,
             salvage,
+            ..
         } = *self.inner;
         (fault, plugin, salvage)
     }
@@ -453,7 +458,7 @@ impl<P: Stateful> Slot<P> {
             rolled_back: false,
             error: &fault,
         });
-        ReloadFailed::new(fault, plugin, salvage)
+        ReloadFailed::new(fault, plugin, salvage, &shared.name)
     }
 
     /// [`Slot::prepare`] with the turn already taken.
@@ -466,11 +471,15 @@ impl<P: Stateful> Slot<P> {
     ) -> Result<Prepared<'s, P>, ReloadFailed<P>> {
         let shared = &*self.shared;
         let fail = |fault, plugin, salvage| self.prepare_failed(fault, plugin, salvage);
-        if next.get().name() != shared.name {
-            let fault = ReloadFault::WrongPlugin {
+        let fault = match name_of(next.get(), None) {
+            Ok(found) if found == shared.name => None,
+            Ok(found) => Some(ReloadFault::WrongPlugin {
                 expected: shared.name.clone(),
-                found: next.get().name().to_owned(),
-            };
+                found,
+            }),
+            Err(failure) => Some(ReloadFault::Hook(failure)),
+        };
+        if let Some(fault) = fault {
             return Err(fail(fault, Returned::Loaded(next), Salvage::default()));
         }
         let next = match next.prepare(cx) {
@@ -506,7 +515,7 @@ impl<P: Stateful> Slot<P> {
         };
         match prepared.check_and_carry() {
             Ok(()) => {
-                let to_version = prepared.new_plugin().version().to_owned();
+                let to_version = label(prepared.new_plugin(), P::version);
                 #[cfg(feature = "tracing")]
                 {
                     prepared.span = crate::telemetry::reload_span(
@@ -593,11 +602,12 @@ impl<'s, P: Stateful> Prepared<'s, P> {
         let old_resources = run_ref_hook(&*old, Hook::Describe, generation, |p| Ok(p.resources()))?;
         let new_resources = run_ref_hook(next.get(), Hook::Describe, None, |p| Ok(p.resources()))?;
         declared_compatible(&old_resources, &new_resources)?;
+        let (from_version, to_version) = (label(&*old, P::version), label(next.get(), P::version));
         let proposal = Proposal {
             plugin: &shared.name,
             from_generation: self.from_generation,
-            from_version: old.version(),
-            to_version: next.get().version(),
+            from_version: &from_version,
+            to_version: &to_version,
             mode: self.options.mode,
         };
         if let Err(veto) = shared.listeners.vote(&shared.counters, &proposal) {
@@ -666,7 +676,7 @@ impl<'s, P: Stateful> Prepared<'s, P> {
         shared.emit(&Event::Aborted {
             plugin: &shared.name,
             generation: self.from_generation,
-            to_version: next.get().version(),
+            to_version: &label(next.get(), P::version),
         });
         next
     }
@@ -960,7 +970,7 @@ impl<'s, P: Stateful> Prepared<'s, P> {
             error: &fault,
         });
         let (next, salvage) = self.dismantle();
-        ReloadFailed::new(fault, Returned::Initialized(next), salvage)
+        ReloadFailed::new(fault, Returned::Initialized(next), salvage, &shared.name)
     }
 }
 

@@ -142,6 +142,16 @@ pub enum VerifyError {
         /// Why.
         reason: String,
     },
+    /// The verifier panicked (contained): the artifact counts as refused.
+    #[error("plugin `{plugin}` {version}: the verifier panicked: {message}")]
+    Panicked {
+        /// The plugin.
+        plugin: String,
+        /// The version it claims.
+        version: String,
+        /// The panic message.
+        message: String,
+    },
 }
 
 /// Decides whether a version may be loaded. Runs before `link`, on the

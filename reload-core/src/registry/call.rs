@@ -17,7 +17,6 @@
 //! versions (possible only in the instants of a group cut-over) is also
 //! given back and retried; the retry meets the gates, so it does not spin.
 
-use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -27,7 +26,7 @@ use smallvec::SmallVec;
 use super::{Counters, EnterError, Member, Node};
 use crate::error::TryEnterError;
 use crate::manifest::Manifest;
-use crate::{Lease, Phase, Stateful};
+use crate::{OwnedLease, Phase, Stateful};
 
 /// Inline room for a root and three dependencies before a call allocates.
 type Held<P> = SmallVec<[Leased<P>; 4]>;
@@ -35,23 +34,24 @@ type Held<P> = SmallVec<[Leased<P>; 4]>;
 pub(crate) struct Leased<P: Stateful> {
     /// Which node, for finding a plugin reached twice (a diamond).
     node: usize,
-    /// `'static` is a lie told to the type system; see `acquire`.
-    lease: Lease<'static, Member<P>>,
+    lease: OwnedLease<Member<P>>,
 }
 
 /// One call through a [`Registry`](super::Registry): derefs to the plugin,
 /// and holds its declared dependencies (see [`Call::dependency`]) at
 /// versions that satisfy its manifest, for as long as it lives.
 ///
+/// A call owns its leases ([`OwnedLease`]s): it borrows neither the
+/// registry nor a handle, so it is `Send + 'static` and can move into a
+/// spawned task, be held across `.await` and be dropped on another thread;
+/// it may outlive the plugin's unregistration (the versions it holds are
+/// finalized when it goes).
+///
 /// Hold it for a call, not for the life of a task: none of the versions it
 /// holds can finish draining until it is dropped.
 #[must_use = "a call's leases are given back as soon as it is dropped"]
-pub struct Call<'a, P: Stateful> {
-    // Field order is drop order: the leases go before the node they may
-    // borrow from.
+pub struct Call<P: Stateful> {
     held: Held<P>,
-    _owned: Option<Arc<Node<P>>>,
-    _borrowed: PhantomData<&'a Node<P>>,
 }
 
 /// A plugin version held by a [`Call`]: the root or one of its dependencies.
@@ -86,18 +86,11 @@ impl<P: Stateful> Deref for Dep<'_, P> {
     }
 }
 
-impl<'a, P: Stateful> Call<'a, P> {
-    /// A call on `root`, which the caller keeps alive for `'a` (a handle),
-    /// or which `owned` keeps alive (a lookup by name).
-    pub(crate) fn new(
-        root: &'a Node<P>,
-        owned: Option<Arc<Node<P>>>,
-        counters: &Counters,
-    ) -> Result<Self, EnterError> {
+impl<P: Stateful> Call<P> {
+    /// A call on `root`.
+    pub(crate) fn new(root: &Node<P>, counters: &Counters) -> Result<Self, EnterError> {
         Ok(Call {
             held: acquire(root, counters)?,
-            _owned: owned,
-            _borrowed: PhantomData,
         })
     }
 
@@ -136,7 +129,7 @@ impl<'a, P: Stateful> Call<'a, P> {
     }
 }
 
-impl<P: Stateful> Deref for Call<'_, P> {
+impl<P: Stateful> Deref for Call<P> {
     type Target = P;
 
     fn deref(&self) -> &P {
@@ -144,7 +137,7 @@ impl<P: Stateful> Deref for Call<'_, P> {
     }
 }
 
-impl<P: Stateful> std::fmt::Debug for Call<'_, P> {
+impl<P: Stateful> std::fmt::Debug for Call<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut list = f.debug_list();
         for d in self.leased() {
@@ -165,16 +158,6 @@ unsafe impl<P: Stateful> Send for Leased<P> {}
 // SAFETY: as above; `&Leased` gives only `&Member<P>`, which is `Sync`.
 unsafe impl<P: Stateful> Sync for Leased<P> {}
 
-/// Extends a lease's borrow of its slot.
-///
-/// # Safety
-///
-/// The slot (its node) must outlive the returned lease.
-unsafe fn detach<P: Stateful>(lease: Lease<'_, Member<P>>) -> Lease<'static, Member<P>> {
-    // SAFETY: only the lifetime changes; the caller keeps the slot alive.
-    unsafe { std::mem::transmute::<Lease<'_, Member<P>>, Lease<'static, Member<P>>>(lease) }
-}
-
 enum Attempt {
     Done,
     /// A gate was closed: we gave everything back and waited for it.
@@ -184,15 +167,8 @@ enum Attempt {
 }
 
 /// Leases `root` and its requirements, consistently (see the module docs).
-///
-/// Why the `'static` leases are sound: a lease only ever needs its slot to
-/// exist (dropping a `Slot` finalizes its current version and assumes no
-/// lease is out). The root's node outlives the call (`'a`, or the `Arc` the
-/// call owns). A dependency's node is kept alive by an `Arc` in the
-/// `Member` of the version that requires it, and that version is leased by
-/// this same call for as long as the call exists, so it is neither
-/// finalized nor freed (S1). The leases are all dropped together, with
-/// the call, before the owned `Arc`.
+/// Each lease is owned: it keeps its slot's shared part alive itself, so
+/// the call needs neither the root's node nor a dependency's to outlive it.
 fn acquire<P: Stateful>(root: &Node<P>, counters: &Counters) -> Result<Held<P>, EnterError> {
     let mut held: Held<P> = SmallVec::new();
     loop {
@@ -212,10 +188,8 @@ fn acquire<P: Stateful>(root: &Node<P>, counters: &Counters) -> Result<Held<P>, 
 
 fn lease_all<P: Stateful>(root: &Node<P>, held: &mut Held<P>) -> Result<Attempt, EnterError> {
     let root_id = root as *const Node<P> as usize;
-    match root.slot.try_enter() {
+    match root.slot.try_enter_owned() {
         Ok(lease) => {
-            // SAFETY: the root's node outlives the call (see `acquire`).
-            let lease = unsafe { detach(lease) };
             held.push(Leased {
                 node: root_id,
                 lease,
@@ -248,14 +222,11 @@ fn lease_all<P: Stateful>(root: &Node<P>, held: &mut Held<P>) -> Result<Attempt,
                 }
                 continue;
             }
-            match dep.slot.try_enter() {
+            match dep.slot.try_enter_owned() {
                 Ok(lease) => {
                     if !member.accepts(k, lease.generation(), lease.manifest()) {
                         return Ok(Attempt::Retry);
                     }
-                    // SAFETY: the node is kept alive by `member`, whose
-                    // version this call leases (see `acquire`).
-                    let lease = unsafe { detach(lease) };
                     held.push(Leased { node: id, lease });
                 }
                 Err(TryEnterError::Quiescing) => {

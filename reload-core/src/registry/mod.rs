@@ -470,8 +470,8 @@ impl<P: Stateful> Handle<P> {
     /// # Errors
     ///
     /// [`EnterError::Unregistered`].
-    pub fn enter(&self) -> Result<Call<'_, P>, EnterError> {
-        Call::new(&self.node, None, &self.counters)
+    pub fn enter(&self) -> Result<Call<P>, EnterError> {
+        Call::new(&self.node, &self.counters)
     }
 
     /// Runs `f` in a call, containing a panic.
@@ -480,7 +480,7 @@ impl<P: Stateful> Handle<P> {
     ///
     /// [`EnterError::Unregistered`]; [`EnterError::Panicked`] if `f`
     /// panicked (the leases were given back).
-    pub fn call<R>(&self, f: impl FnOnce(&Call<'_, P>) -> R) -> Result<R, EnterError> {
+    pub fn call<R>(&self, f: impl FnOnce(&Call<P>) -> R) -> Result<R, EnterError> {
         let call = self.enter()?;
         // AssertUnwindSafe: `f` sees shared references only.
         catch_unwind(AssertUnwindSafe(|| f(&call))).map_err(|payload| {
@@ -921,12 +921,16 @@ impl<P: Stateful> Registry<P> {
             let Some(source) = &self.source else {
                 return Ok(None);
             };
-            let package = source
-                .next_version(name)
-                .map_err(|e| RegistryError::Source {
-                    name: name.to_owned(),
-                    reason: e.to_string(),
-                })?;
+            // The host's source is code we did not write: a panic is a
+            // refusal of this reload, like an error.
+            let package = match catch_unwind(AssertUnwindSafe(|| source.next_version(name))) {
+                Ok(fetched) => fetched.map_err(|e| e.to_string()),
+                Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
+            }
+            .map_err(|reason| RegistryError::Source {
+                name: name.to_owned(),
+                reason,
+            })?;
             let Some(package) = package else {
                 return Ok(None);
             };
@@ -936,7 +940,7 @@ impl<P: Stateful> Registry<P> {
                     found: package.manifest.name().to_owned(),
                 });
             }
-            self.verifier.verify(&package.artifact())?;
+            self.verify(&package)?;
             let manifest = Arc::clone(&package.manifest);
             fetched.insert(name.to_owned(), package);
             Ok(Some(manifest))
@@ -952,9 +956,23 @@ impl<P: Stateful> Registry<P> {
         packages: impl Iterator<Item = &'a Package<P>>,
     ) -> Result<(), RegistryError> {
         for package in packages {
-            self.verifier.verify(&package.artifact())?;
+            self.verify(package)?;
         }
         Ok(())
+    }
+
+    /// The verifier on one package; a panic in it (host code) is a
+    /// [`VerifyError::Panicked`] refusal.
+    fn verify(&self, package: &Package<P>) -> Result<(), RegistryError> {
+        let artifact = package.artifact();
+        match catch_unwind(AssertUnwindSafe(|| self.verifier.verify(&artifact))) {
+            Ok(verdict) => Ok(verdict?),
+            Err(payload) => Err(RegistryError::Verify(VerifyError::Panicked {
+                plugin: artifact.manifest.name().to_owned(),
+                version: artifact.manifest.version().to_string(),
+                message: panic_message(payload.as_ref()),
+            })),
+        }
     }
 
     fn count_refusal(&self, error: &RegistryError) {
@@ -1017,16 +1035,14 @@ impl<P: Stateful> Registry<P> {
     /// # Errors
     ///
     /// [`EnterError::NotRegistered`], [`EnterError::Unregistered`].
-    pub fn enter(&self, name: &str) -> Result<Call<'_, P>, EnterError> {
-        let Some(node) = self.map.load().get(name).map(Arc::clone) else {
+    pub fn enter(&self, name: &str) -> Result<Call<P>, EnterError> {
+        let map = self.map.load();
+        let Some(node) = map.get(name) else {
             return Err(EnterError::NotRegistered {
                 name: name.to_owned(),
             });
         };
-        let root: *const Node<P> = &*node;
-        // SAFETY: the call owns `node` (an `Arc`) and drops it after its
-        // leases; the reference does not outlive the call.
-        Call::new(unsafe { &*root }, Some(node), &self.counters)
+        Call::new(node, &self.counters)
     }
 
     /// Runs `f` in a call on `name`, containing a panic.
@@ -1034,7 +1050,7 @@ impl<P: Stateful> Registry<P> {
     /// # Errors
     ///
     /// As [`Handle::call`], and [`EnterError::NotRegistered`].
-    pub fn call<R>(&self, name: &str, f: impl FnOnce(&Call<'_, P>) -> R) -> Result<R, EnterError> {
+    pub fn call<R>(&self, name: &str, f: impl FnOnce(&Call<P>) -> R) -> Result<R, EnterError> {
         self.handle(name)?.call(f)
     }
 

@@ -42,6 +42,14 @@ pub struct Faults {
     pub call_delay: Option<Duration>,
     /// Every n-th call panics (after it was counted).
     pub panic_every: Option<u64>,
+    /// `name` panics (from its n-th use on; `Some(1)`: always), to check
+    /// that the library never lets plugin code it asks for a name unwind
+    /// through it.
+    pub panic_name_from: Option<u64>,
+    /// `version` panics.
+    pub panic_version: bool,
+    /// `Drop` panics (after it recorded the drop in the ledger).
+    pub panic_drop: bool,
 }
 
 /// What happened to each version, shared by all the probes of a test.
@@ -93,6 +101,7 @@ pub struct Probe {
     ledger: Arc<Ledger>,
     shut: AtomicBool,
     calls: AtomicU64,
+    names: AtomicU64,
 }
 
 impl Probe {
@@ -110,6 +119,7 @@ impl Probe {
             ledger: Arc::clone(ledger),
             shut: AtomicBool::new(false),
             calls: AtomicU64::new(0),
+            names: AtomicU64::new(0),
         }
     }
 
@@ -161,10 +171,17 @@ impl Hooks for Probe {
     type Context = ();
 
     fn name(&self) -> &str {
+        let n = self.names.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.faults.panic_name_from.is_some_and(|from| n >= from) {
+            panic!("probe {}: name panicked", self.id);
+        }
         "probe"
     }
 
     fn version(&self) -> &str {
+        if self.faults.panic_version {
+            panic!("probe {}: version panicked", self.id);
+        }
         &self.label
     }
 
@@ -202,5 +219,12 @@ impl Drop for Probe {
             r.drops += 1;
             r.calls += calls;
         });
+        if self.faults.panic_drop && !std::thread::panicking() {
+            panic!("probe {}: drop panicked", self.id);
+        }
     }
 }
+
+/// No state and no resources: a probe reloads through
+/// [`Slot::prepare`](crate::Slot::prepare) too.
+impl crate::Stateful for Probe {}
