@@ -81,7 +81,7 @@ run "look-before-register" loom_release_wakes_drain
 # Whenever a waiter wakes, trust the wake instead of looking again.
 mutate $'            expired = park_until(deadline) == Parked::Expired;' \
        $'            expired = park_until(deadline) == Parked::Expired;\n            if !expired {\n                self.unregister_thread();\n                return true;\n            }'
-run "waiter-trusts-the-wake" loom_two_waiters
+run "waiter-trusts-the-wake" loom_turn
 
 # One waiter at a time (the bug of #14): a new registration replaces the last.
 mutate $'        if !waiting.threads.iter().any(|t| t.id() == me.id()) {\n            waiting.threads.push(me);\n        }' \

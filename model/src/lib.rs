@@ -1,7 +1,7 @@
 //! An exhaustive model of the reload protocol, checked with `stateright`.
 //!
 //! [`protocol`] models what `reload-core` does, one atomic step per action,
-//! with the properties of the contract (`shared/design/drain-protocol.md`)
+//! with the properties of the contract (`docs/contract.md`)
 //! as named consts. [`quiesce`] models the quiesced reload with its state
 //! transfer and two-phase resource handoff. [`registry`] models two plugins,
 //! one requiring the other, reloaded as a group under calls that lease both. [`broken`] models two designs seen in public hot-reload

@@ -1,7 +1,7 @@
 //! The call path: acquire the current version, read a field, release.
 //!
 //! Compared in one run, at 1, 2 and 4 threads hammering the same slot:
-//! our lease; `parking_lot::RwLock<Arc<T>>` read-and-clone; cloning a shared
+//! our lease, borrowed and owned; `parking_lot::RwLock<Arc<T>>` read-and-clone; cloning a shared
 //! `Arc`; the 8-slot epoch ring counter plus `RwLock<Arc<T>>` (the design
 //! this crate replaces); `ArcSwap::load` and `load_full`; and a direct field
 //! read as the floor. Then our lease with 0, 1 and 4 versions draining.
@@ -59,6 +59,9 @@ fn call_path(c: &mut Criterion) {
         };
         bench("lease", &|| {
             black_box(slot.enter().map(|lease| lease.value).ok());
+        });
+        bench("owned_lease", &|| {
+            black_box(slot.enter_owned().map(|lease| lease.value).ok());
         });
         bench("arcswap_load", &|| {
             black_box(swap.load().value);

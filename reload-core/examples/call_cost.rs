@@ -35,6 +35,17 @@ fn lease_calls(slot: &Slot<Val>) -> u64 {
 }
 
 #[inline(never)]
+fn owned_lease_calls(slot: &Slot<Val>) -> u64 {
+    let mut sum = 0;
+    for _ in 0..CALLS {
+        if let Ok(lease) = slot.enter_owned() {
+            sum += black_box(lease.value);
+        }
+    }
+    sum
+}
+
+#[inline(never)]
 fn arcswap_calls(swap: &ArcSwap<Val>) -> u64 {
     let mut sum = 0;
     for _ in 0..CALLS {
@@ -55,9 +66,10 @@ fn main() {
     let _ = swap.load();
     let sum = match which.as_str() {
         "lease" => lease_calls(&slot),
+        "owned_lease" => owned_lease_calls(&slot),
         "arcswap" => arcswap_calls(&swap),
         _ => {
-            eprintln!("usage: call_cost lease|arcswap");
+            eprintln!("usage: call_cost lease|owned_lease|arcswap");
             return;
         }
     };

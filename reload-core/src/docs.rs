@@ -4,6 +4,9 @@
 //! on a repository page too) and is included here, so `cargo doc` renders it
 //! next to the API it explains and its Rust examples run as doctests.
 
+#[doc = include_str!("../../docs/contract.md")]
+pub mod contract {}
+
 #[doc = include_str!("../../docs/drain.md")]
 pub mod drain {}
 
@@ -13,6 +16,7 @@ pub mod stateful {}
 #[doc = include_str!("../../docs/dylib.md")]
 pub mod dylib {}
 
+#[cfg(feature = "registry")]
 #[doc = include_str!("../../docs/registry.md")]
 pub mod registry {}
 

@@ -55,17 +55,21 @@
 //!
 //! - [`Slot::prepare`] makes a reload a transaction for plugins with state
 //!   and resources ([`Stateful`]; [`docs::stateful`]).
-//! - [`registry::Registry`] holds many named plugins with dependencies,
-//!   manifests ([`manifest`]) and integrity checks ([`verify`]), and reloads
-//!   a plugin together with the dependents that must follow
-//!   ([`docs::registry`]).
+//! - `registry::Registry` (the `registry` feature, on by default) holds many
+//!   named plugins with dependencies, manifests (`manifest`) and integrity
+//!   checks (`verify`), and reloads a plugin together with the dependents
+//!   that must follow (`docs::registry`). Without it, the crate is the slot,
+//!   the lifecycle and stateful reloads, and builds none of `semver`,
+//!   `sha2`, `smallvec` or `arc-swap`.
+//! - The `test-util` feature adds `testing`, the instrumented plugins this
+//!   crate's tests, demos and harnesses use.
 //! - The `dylib` feature loads plugins built as `cdylib`s, from private
 //!   copies, unloading each only after its drain, and watches their files
 //!   (`reload_core::dylib`; `docs/dylib.md`).
 //!
 //! # What is guaranteed
 //!
-//! The contract is `shared/design/drain-protocol.md`; the argument for each
+//! The contract is [`docs::contract`]; the argument for each
 //! property, and where it is checked, is in [`docs::drain`]. In short:
 //!
 //! - **No call into a finalized version** (S1): `shutdown` starts only after
@@ -109,8 +113,10 @@ mod events;
 mod hooks;
 mod lease;
 mod loom;
+#[cfg(feature = "registry")]
 pub mod manifest;
 mod plugin;
+#[cfg(feature = "registry")]
 pub mod registry;
 mod reload;
 mod shared;
@@ -120,7 +126,9 @@ mod stateful;
 mod stats;
 #[cfg(feature = "tracing")]
 mod telemetry;
+#[cfg(feature = "test-util")]
 pub mod testing;
+#[cfg(feature = "registry")]
 pub mod verify;
 mod waiters;
 

@@ -185,7 +185,10 @@ fn replace_never_runs_an_orphans_shutdown_or_drop() {
     drop(lease);
     // Drained orphan, whose drop panics: the next replace does not touch it.
     let old = slot.replace(ready(3, &ledger)).expect("the cut-over only");
-    assert!(!ledger.records().contains_key(&1), "not finalized by replace");
+    assert!(
+        !ledger.records().contains_key(&1),
+        "not finalized by replace"
+    );
     assert_eq!(slot.reap(), 1);
     assert_eq!(ledger.records()[&1], once());
     drop(old.wait().expect("ok"));
@@ -206,9 +209,15 @@ fn dropping_a_slot_whose_versions_panic_in_drop_finalizes_each_once() {
     let ledger = Ledger::new();
     let slot = Slot::new(probe(1, &ledger, drop_panics()));
     let lease = slot.enter().expect("open");
-    drop(slot.replace(probe(2, &ledger, drop_panics())).expect("replace"));
+    drop(
+        slot.replace(probe(2, &ledger, drop_panics()))
+            .expect("replace"),
+    );
     drop(lease);
-    drop(slot.replace(probe(3, &ledger, drop_panics())).expect("replace"));
+    drop(
+        slot.replace(probe(3, &ledger, drop_panics()))
+            .expect("replace"),
+    );
     drop(slot);
     let records = ledger.records();
     for id in 1..=3 {
@@ -245,9 +254,15 @@ fn a_panicking_verifier_refuses_and_the_old_version_serves_on() {
         }
         Ok::<(), VerifyError>(())
     });
-    registry.register(part("a", "1.0.0", &[]), &()).expect("first");
+    registry
+        .register(part("a", "1.0.0", &[]), &())
+        .expect("first");
     let rejected = registry
-        .reload(vec![part("a", "1.1.0", &[])], &(), ReloadOptions::immediate())
+        .reload(
+            vec![part("a", "1.1.0", &[])],
+            &(),
+            ReloadOptions::immediate(),
+        )
         .expect_err("refused");
     assert!(
         matches!(&rejected.error, RegistryError::Verify(VerifyError::Panicked { plugin, message, .. })
@@ -261,16 +276,22 @@ fn a_panicking_verifier_refuses_and_the_old_version_serves_on() {
 
 #[test]
 fn a_panicking_source_refuses_the_reload_that_needed_it() {
-    let registry = Registry::new(Unchecked).with_source(|_: &str| -> Result<Option<Package<Part>>, reload_core::BoxError> {
-        panic!("the source panicked")
-    });
+    let registry = Registry::new(Unchecked).with_source(
+        |_: &str| -> Result<Option<Package<Part>>, reload_core::BoxError> {
+            panic!("the source panicked")
+        },
+    );
     registry.register(part("b", "1.0.0", &[]), &()).expect("b");
     registry
         .register(part("a", "1.0.0", &[("b", "^1")]), &())
         .expect("a");
     // b 2.0.0 breaks a's range: a must follow, from the source, which panics.
     let rejected = registry
-        .reload(vec![part("b", "2.0.0", &[])], &(), ReloadOptions::immediate())
+        .reload(
+            vec![part("b", "2.0.0", &[])],
+            &(),
+            ReloadOptions::immediate(),
+        )
         .expect_err("refused");
     assert!(
         matches!(&rejected.error, RegistryError::Source { name, reason } if name == "a" && reason.contains("panicked")),

@@ -24,7 +24,11 @@ fn an_owned_lease_outlives_its_slot() {
         });
         drop(slot);
         caller.join().expect("caller");
-        assert_eq!(tally.shutdowns(), 1, "version 2, by its lease or the slot's drop");
+        assert_eq!(
+            tally.shutdowns(),
+            1,
+            "version 2, by its lease or the slot's drop"
+        );
         let removed = old.wait().unwrap_or_else(|_| panic!("shutdown ok"));
         assert_eq!(removed.report().generation, 1);
         assert_eq!(tally.shutdowns(), 2);
@@ -47,7 +51,11 @@ fn the_last_owned_lease_on_an_orphan_finalizes_it() {
         // reap or the lease's drop finalizes it, and exactly one does.
         drop(slot.replace(ready(2, &tally)).expect("open"));
         caller.join().expect("caller");
-        assert_eq!(tally.shutdowns(), 1, "version 1 finalized, with the slot alive");
+        assert_eq!(
+            tally.shutdowns(),
+            1,
+            "version 1 finalized, with the slot alive"
+        );
         assert_eq!(slot.versions().len(), 1);
         drop(slot);
         assert_eq!(tally.shutdowns(), 2);

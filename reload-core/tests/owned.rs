@@ -148,9 +148,7 @@ fn owned_leases_in_spawned_tasks_under_thousands_of_reloads() {
         let old = slot.replace(ready(id, &ledger)).expect("replace");
         if id % 2 == 0 {
             // Half are awaited: the drain future, woken by a task's release.
-            runtime
-                .block_on(old.drained())
-                .expect("shutdown ok");
+            runtime.block_on(old.drained()).expect("shutdown ok");
         } else {
             drop(old); // orphaned: finalized by its last lease or a reap
         }
@@ -167,7 +165,11 @@ fn owned_leases_in_spawned_tasks_under_thousands_of_reloads() {
     let records = ledger.records();
     assert_eq!(records.len() as u64, RELOADS);
     let served: u64 = records.values().map(|r| r.calls).sum();
-    assert_eq!(served, calls.load(Ordering::Relaxed), "every call counted once");
+    assert_eq!(
+        served,
+        calls.load(Ordering::Relaxed),
+        "every call counted once"
+    );
     for (id, record) in records {
         assert_eq!((record.shutdowns, record.drops), (1, 1), "version {id}");
     }

@@ -14,8 +14,10 @@
 //! faults at init and restore, recording uses after shutdown in [`Parts`].
 
 mod counter;
+#[cfg(feature = "registry")]
 mod part;
 pub use counter::{Book, Counter, CounterFaults, ResourceState};
+#[cfg(feature = "registry")]
 pub use part::{InitHook, Part, PartFaults, Parts};
 
 use std::collections::BTreeMap;
