@@ -1,87 +1,32 @@
 //! `Plugin<P, Draining>`: a version cut over away from, whose in-flight
-//! calls are finishing; and the one place a version is finalized.
+//! calls are finishing: what the host can ask of it, the ways to wait for
+//! its drain (parked, with a deadline, as a future), and its finalization.
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
-use std::mem::ManuallyDrop;
 use std::pin::Pin;
-use std::ptr::NonNull;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use lifecycle::Phase;
 
 use crate::drain::Version;
-use crate::error::{DrainError, FinalizeError};
-use crate::plugin::RemovedBody;
-use crate::shared::{finalize, Shared};
-use crate::state::{Draining, Removed};
+use crate::handback::{DrainError, FinalizeError};
+use crate::shared::DrainingBody;
+use crate::state::{Draining, Removed, RemovedBody};
 use crate::waiters::TaskEntry;
 use crate::{Hooks, Plugin};
 
-/// What a `Plugin<P, Draining>` holds: ownership of a version the slot cut
-/// over away from, and the slot's shared part (for its counters and its list
-/// of draining versions).
-#[doc(hidden)]
-pub struct DrainingBody<P: Hooks> {
-    version: NonNull<Version<P>>,
-    shared: Arc<Shared<P>>,
-    since: Instant,
-}
-
-// SAFETY: the body owns an unlinked version; `Version<P>` is Send + Sync for
-// `P: Hooks`, and finalizing it may happen on any thread.
-unsafe impl<P: Hooks> Send for DrainingBody<P> {}
-// SAFETY: `&DrainingBody` only reads the version's counters and phase.
-unsafe impl<P: Hooks> Sync for DrainingBody<P> {}
-
-impl<P: Hooks> DrainingBody<P> {
-    pub(crate) fn new(
-        version: NonNull<Version<P>>,
-        shared: Arc<Shared<P>>,
-        since: Instant,
-    ) -> Self {
-        DrainingBody {
-            version,
-            shared,
-            since,
-        }
-    }
-
-    fn version(&self) -> &Version<P> {
-        // SAFETY: we own the version; it is retired only by `finalize`, which
-        // consumes this body.
-        unsafe { self.version.as_ref() }
-    }
-
-    /// Finalizes a version this body's drain has completed for.
-    fn finalize(self) -> Result<Plugin<P, Removed>, FinalizeError<P>> {
-        let this = ManuallyDrop::new(self);
-        // SAFETY: moved out of a `ManuallyDrop` that is never used again, so
-        // the `Arc` is dropped exactly once, below.
-        let shared = unsafe { std::ptr::read(&this.shared) };
-        shared.untrack(this.version);
-        // SAFETY: we own the version (the slot unlinked it for us), it is
-        // drained (our caller saw it), and we no longer list it, so nothing
-        // else finalizes it.
-        let (plugin, report, failure) = unsafe { finalize(&shared, this.version, this.since) };
-        let removed = Plugin {
-            body: RemovedBody { plugin, report },
-        };
-        match failure {
-            None => Ok(removed),
-            Some(failure) => Err(FinalizeError::new(removed, failure)),
-        }
-    }
-}
-
-impl<P: Hooks> Drop for DrainingBody<P> {
-    fn drop(&mut self) {
-        // Dropped without waiting: the slot adopts the version and finalizes
-        // it once it drains. We cannot block here (this thread may itself
-        // hold a lease on the version).
-        self.shared.adopt(self.version);
+/// Finalizes a version whose drain `body` has seen complete, and hands it
+/// back `Removed` (inside the error if `shutdown` failed).
+fn finalize<P: Hooks>(body: DrainingBody<P>) -> Result<Plugin<P, Removed>, FinalizeError<P>> {
+    let (plugin, report, failure) = body.finalize();
+    let removed = Plugin {
+        body: RemovedBody { plugin, report },
+    };
+    match failure {
+        None => Ok(removed),
+        Some(failure) => Err(FinalizeError::new(removed, failure)),
     }
 }
 
@@ -103,7 +48,7 @@ impl<P: Hooks> Plugin<P, Draining> {
 
     /// How long since the cut-over away from this version.
     pub fn elapsed(&self) -> Duration {
-        self.body.since.elapsed()
+        self.body.since().elapsed()
     }
 
     /// Parks until every lease on this version has been given back (woken
@@ -134,7 +79,7 @@ impl<P: Hooks> Plugin<P, Draining> {
     pub fn wait(self) -> Result<Plugin<P, Removed>, FinalizeError<P>> {
         let drained = self.body.version().wait_drained(None);
         debug_assert!(drained, "a wait without deadline returns only once drained");
-        self.body.finalize()
+        finalize(self.body)
     }
 
     /// [`wait`](Self::wait), giving up at `deadline`.
@@ -145,7 +90,7 @@ impl<P: Hooks> Plugin<P, Draining> {
     /// wait on again; [`DrainError::Shutdown`] as for `wait`.
     pub fn wait_deadline(self, deadline: Instant) -> Result<Plugin<P, Removed>, DrainError<P>> {
         if self.body.version().wait_drained(Some(deadline)) {
-            Ok(self.body.finalize()?)
+            Ok(finalize(self.body)?)
         } else {
             Err(DrainError::TimedOut(self))
         }
@@ -170,7 +115,7 @@ impl<P: Hooks> Plugin<P, Draining> {
     /// [`DrainError::TimedOut`] (with this version) if leases are still out.
     pub fn try_finalize(self) -> Result<Plugin<P, Removed>, DrainError<P>> {
         if self.is_drained() {
-            Ok(self.body.finalize()?)
+            Ok(finalize(self.body)?)
         } else {
             Err(DrainError::TimedOut(self))
         }
@@ -236,7 +181,7 @@ impl<P: Hooks> Future for Drain<P> {
         match draining.body.version().poll_drained(&mut this.entry, cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => match this.draining.take() {
-                Some(draining) => Poll::Ready(draining.body.finalize()),
+                Some(draining) => Poll::Ready(finalize(draining.body)),
                 None => unreachable!("checked above"),
             },
         }

@@ -1,11 +1,11 @@
-//! The slot's errors. Each one that was handed a value hands it back.
+//! The errors that carry no plugin value: a closed slot, a gate, a call
+//! that panicked, a snapshot, and why a reload failed ([`ReloadFault`]).
+//! The errors that hand a plugin back are in `handback.rs`.
 
-use std::fmt;
+use std::time::Duration;
 
-use crate::hooks::HookFailure;
-use crate::plugin::PrepareError;
-use crate::state::{Draining, Initialized, Removed};
-use crate::{Hooks, Plugin};
+use crate::envelope::EnvelopeError;
+use crate::hooks::{Cause, HookFailure};
 
 /// The slot was closed; it serves no more calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -53,210 +53,82 @@ pub enum CallError {
     Panicked(HookFailure),
 }
 
-/// [`Slot::replace`](crate::Slot::replace) refused the new version; it comes
-/// back inside, and the slot is unchanged.
-pub enum ReplaceError<P: Hooks> {
-    /// The new version names another plugin than the slot serves.
-    WrongPlugin {
-        /// The slot's plugin name.
-        expected: String,
-        /// The new version's plugin name.
-        found: String,
-        /// The new version, untouched.
-        plugin: Plugin<P, Initialized>,
-    },
-    /// The new version's [`Hooks::name`](crate::Hooks::name) panicked, so
-    /// it cannot be told to belong to this slot.
-    Name {
-        /// What panicked ([`Hook::Name`](crate::Hook::Name)).
-        failure: HookFailure,
-        /// The new version, untouched.
-        plugin: Plugin<P, Initialized>,
-    },
+/// Why a reload failed. The old version serves on in every case.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadFault {
+    /// Another reload of this slot is prepared or committing.
+    #[error("another reload of this slot is in progress")]
+    InProgress,
     /// The slot is closed.
-    Closed(Plugin<P, Initialized>),
-    /// A prepared reload holds the slot's turn
-    /// ([`Slot::prepare`](crate::Slot::prepare)); commit or abort it first.
-    InProgress(Plugin<P, Initialized>),
+    #[error("the plugin slot is closed")]
+    Closed,
+    /// The new version names another plugin.
+    #[error("cannot reload plugin `{expected}` with a version of `{found}`")]
+    WrongPlugin {
+        /// The slot's plugin.
+        expected: String,
+        /// The new version's.
+        found: String,
+    },
+    /// A hook of the old or the new version failed or panicked.
+    #[error(transparent)]
+    Hook(#[from] HookFailure),
+    /// A listener vetoed the reload (or panicked, which counts as a veto).
+    #[error("vetoed by listener `{listener}`: {cause}")]
+    Vetoed {
+        /// The listener's name.
+        listener: String,
+        /// Its reason.
+        cause: Cause,
+    },
+    /// The saved state was rejected.
+    #[error("saved state rejected: {0}")]
+    Envelope(#[from] EnvelopeError),
+    /// A migration step went backwards, stood still or overshot.
+    #[error("migration step from schema {from} went to {to}; the target is {target}")]
+    Migration {
+        /// The step's input schema.
+        from: u32,
+        /// What it claimed to produce.
+        to: u32,
+        /// The new version's schema.
+        target: u32,
+    },
+    /// The new version does not declare a resource the old one hands over,
+    /// or declares it as another kind.
+    #[error("resource `{resource}`: {reason}")]
+    Resource {
+        /// The resource's name.
+        resource: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// Committed together with another plugin's reload, which failed
+    /// ([`Prepared::commit_together`](crate::Prepared::commit_together)).
+    #[error("aborted with the reload of `{plugin}`, which failed")]
+    GroupAborted {
+        /// The plugin whose reload failed.
+        plugin: String,
+    },
+    /// The old version did not drain in time (quiesced mode).
+    #[error("drain of generation {generation} timed out after {waited:?} with {in_flight} calls in flight")]
+    DrainTimeout {
+        /// The old version's generation.
+        generation: u64,
+        /// How long the gate was closed.
+        waited: Duration,
+        /// Leases still out.
+        in_flight: usize,
+    },
 }
 
-impl<P: Hooks> ReplaceError<P> {
-    /// The version that was refused.
-    pub fn into_inner(self) -> Plugin<P, Initialized> {
+impl ReloadFault {
+    /// The hook failure, if a hook failed.
+    pub fn hook_failure(&self) -> Option<&HookFailure> {
         match self {
-            ReplaceError::WrongPlugin { plugin, .. }
-            | ReplaceError::Name { plugin, .. }
-            | ReplaceError::Closed(plugin)
-            | ReplaceError::InProgress(plugin) => plugin,
-        }
-    }
-}
-
-impl<P: Hooks> fmt::Display for ReplaceError<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReplaceError::WrongPlugin {
-                expected, found, ..
-            } => write!(
-                f,
-                "cannot replace plugin `{expected}` with a version of `{found}`"
-            ),
-            ReplaceError::Name { failure, .. } => write!(f, "cannot replace: {failure}"),
-            ReplaceError::Closed(_) => f.write_str("cannot replace: the plugin slot is closed"),
-            ReplaceError::InProgress(_) => {
-                f.write_str("cannot replace: a prepared reload holds the slot's turn")
-            }
-        }
-    }
-}
-
-impl<P: Hooks> fmt::Debug for ReplaceError<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReplaceError::WrongPlugin {
-                expected, found, ..
-            } => f
-                .debug_struct("WrongPlugin")
-                .field("expected", expected)
-                .field("found", found)
-                .finish_non_exhaustive(),
-            ReplaceError::Name { failure, .. } => f
-                .debug_struct("Name")
-                .field("failure", failure)
-                .finish_non_exhaustive(),
-            ReplaceError::Closed(_) => f.write_str("Closed(..)"),
-            ReplaceError::InProgress(_) => f.write_str("InProgress(..)"),
-        }
-    }
-}
-
-impl<P: Hooks> std::error::Error for ReplaceError<P> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ReplaceError::Name { failure, .. } => Some(failure),
+            ReloadFault::Hook(h) => Some(h),
             _ => None,
         }
     }
 }
-
-/// [`Slot::reload`](crate::Slot::reload) failed; the new version comes back
-/// in the phase it reached, and the slot keeps serving the old one.
-#[derive(thiserror::Error)]
-pub enum ReloadError<P: Hooks> {
-    /// `link` or `init` failed.
-    #[error(transparent)]
-    Prepare(#[from] PrepareError<P>),
-    /// The prepared version was refused by the slot.
-    #[error(transparent)]
-    Replace(#[from] ReplaceError<P>),
-}
-
-impl<P: Hooks> fmt::Debug for ReloadError<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReloadError::Prepare(e) => f.debug_tuple("Prepare").field(e).finish(),
-            ReloadError::Replace(e) => f.debug_tuple("Replace").field(e).finish(),
-        }
-    }
-}
-
-impl<P: Hooks> ReloadError<P> {
-    /// The new version's value, whatever phase it reached.
-    pub fn into_plugin(self) -> P {
-        match self {
-            ReloadError::Prepare(e) => e.into_plugin(),
-            ReloadError::Replace(e) => e.into_inner().into_inner(),
-        }
-    }
-
-    /// The hook failure, if a hook failed (rather than the slot refusing).
-    pub fn hook_failure(&self) -> Option<&HookFailure> {
-        match self {
-            ReloadError::Prepare(e) => Some(e.failure()),
-            ReloadError::Replace(_) => None,
-        }
-    }
-}
-
-/// The `shutdown` hook failed or panicked. The version is `Removed` all the
-/// same (shutdown runs exactly once) and comes back inside.
-pub struct FinalizeError<P: Hooks> {
-    removed: Plugin<P, Removed>,
-    failure: HookFailure,
-}
-
-impl<P: Hooks> FinalizeError<P> {
-    pub(crate) fn new(removed: Plugin<P, Removed>, failure: HookFailure) -> Self {
-        FinalizeError { removed, failure }
-    }
-
-    /// The removed version.
-    pub fn into_inner(self) -> Plugin<P, Removed> {
-        self.removed
-    }
-
-    /// What failed.
-    pub fn failure(&self) -> &HookFailure {
-        &self.failure
-    }
-}
-
-impl<P: Hooks> fmt::Display for FinalizeError<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (the version is removed)", self.failure)
-    }
-}
-
-impl<P: Hooks> fmt::Debug for FinalizeError<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FinalizeError")
-            .field("failure", &self.failure)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<P: Hooks> std::error::Error for FinalizeError<P> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.failure)
-    }
-}
-
-/// A bounded wait did not end with a clean removal.
-pub enum DrainError<P: Hooks> {
-    /// The deadline passed first. The version is handed back, still
-    /// draining, to wait on again.
-    TimedOut(Plugin<P, Draining>),
-    /// The drain completed but `shutdown` failed.
-    Shutdown(FinalizeError<P>),
-}
-
-impl<P: Hooks> From<FinalizeError<P>> for DrainError<P> {
-    fn from(e: FinalizeError<P>) -> Self {
-        DrainError::Shutdown(e)
-    }
-}
-
-impl<P: Hooks> fmt::Display for DrainError<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DrainError::TimedOut(d) => write!(
-                f,
-                "drain of generation {} timed out with {} calls in flight",
-                d.generation(),
-                d.in_flight()
-            ),
-            DrainError::Shutdown(e) => e.fmt(f),
-        }
-    }
-}
-
-impl<P: Hooks> fmt::Debug for DrainError<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DrainError::TimedOut(d) => f.debug_tuple("TimedOut").field(d).finish(),
-            DrainError::Shutdown(e) => f.debug_tuple("Shutdown").field(e).finish(),
-        }
-    }
-}
-
-impl<P: Hooks> std::error::Error for DrainError<P> {}

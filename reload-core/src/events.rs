@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::ReloadFault;
 use crate::hooks::{panic_message, BoxError, Cause};
-use crate::reload::{Mode, ReloadFault};
+use crate::options::Mode;
 use crate::stats::Counters;
 
 /// A reload being prepared, as shown to [`Listener::on_prepare`].
@@ -216,7 +217,7 @@ impl Listeners {
     /// Tells every listener (and `tracing`) about `event`.
     pub(crate) fn emit(&self, counters: &Counters, plugin: &str, event: &Event<'_>) {
         #[cfg(feature = "tracing")]
-        crate::telemetry::event(event);
+        trace(event);
         let listeners = self.snapshot();
         for (i, listener) in listeners.iter().enumerate() {
             // AssertUnwindSafe: a listener sees the event by reference only.
@@ -274,7 +275,7 @@ impl Listeners {
             message,
         };
         #[cfg(feature = "tracing")]
-        crate::telemetry::event(&report);
+        trace(&report);
         for (i, other) in listeners.iter().enumerate() {
             if i != culprit {
                 // A second panic here is only counted: no report of a
@@ -292,5 +293,105 @@ impl fmt::Debug for Listeners {
         f.debug_struct("Listeners")
             .field("count", &self.list.lock().len())
             .finish()
+    }
+}
+
+/// Emits `event` as a `tracing` event in the current span (the reload's),
+/// with target `reload_core`. Levels follow the ecosystem's habit: `info`
+/// for what an operator wants in a normal log (commits, removals), `warn`
+/// for what went wrong but was contained (vetoes, failures, roll backs,
+/// panics in listeners or `Drop`), `debug` for the steps in between.
+#[cfg(feature = "tracing")]
+fn trace(event: &Event<'_>) {
+    match event {
+        Event::Prepared {
+            plugin,
+            from_generation,
+            to_version,
+            mode,
+        } => tracing::debug!(
+            target: "reload_core",
+            plugin,
+            from_generation,
+            to_version,
+            mode = %mode,
+            "prepared"
+        ),
+        Event::Vetoed {
+            plugin,
+            listener,
+            reason,
+        } => tracing::warn!(target: "reload_core", plugin, listener, reason, "vetoed"),
+        Event::Aborted {
+            plugin,
+            generation,
+            to_version,
+        } => tracing::info!(target: "reload_core", plugin, generation, to_version, "aborted"),
+        Event::Failed {
+            plugin,
+            generation,
+            rolled_back,
+            error,
+        } => tracing::warn!(
+            target: "reload_core",
+            plugin,
+            generation = ?generation,
+            rolled_back,
+            error = %error,
+            "reload failed; old version serving"
+        ),
+        Event::Committed {
+            plugin,
+            from_generation,
+            to_generation,
+            mode,
+            quiesce,
+        } => tracing::info!(
+            target: "reload_core",
+            plugin,
+            from_generation,
+            to_generation,
+            mode = %mode,
+            quiesce_us = quiesce.map(|d| d.as_micros() as u64),
+            "committed"
+        ),
+        Event::Drained {
+            plugin,
+            generation,
+            after,
+        } => tracing::debug!(
+            target: "reload_core",
+            plugin,
+            generation,
+            after_us = after.as_micros() as u64,
+            "drained"
+        ),
+        Event::Removed {
+            plugin,
+            generation,
+            shutdown_ok,
+        } => tracing::info!(target: "reload_core", plugin, generation, shutdown_ok, "removed"),
+        Event::ListenerPanicked {
+            plugin,
+            listener,
+            message,
+        } => tracing::warn!(
+            target: "reload_core",
+            plugin,
+            listener,
+            message,
+            "listener panicked (contained)"
+        ),
+        Event::DropPanicked {
+            plugin,
+            generation,
+            message,
+        } => tracing::warn!(
+            target: "reload_core",
+            plugin,
+            generation,
+            message,
+            "plugin value panicked in drop (contained)"
+        ),
     }
 }

@@ -110,11 +110,13 @@ pub mod dylib;
 pub mod envelope;
 mod error;
 mod events;
+mod handback;
 mod hooks;
 mod lease;
 mod loom;
 #[cfg(feature = "registry")]
 pub mod manifest;
+mod options;
 mod plugin;
 #[cfg(feature = "registry")]
 pub mod registry;
@@ -128,26 +130,24 @@ mod stats;
 mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod testing;
+mod transfer;
 #[cfg(feature = "registry")]
 pub mod verify;
 mod waiters;
 
 pub use draining::{Drain, UntilDrained};
 pub use envelope::{EnvelopeError, SavedState};
-pub use error::{
-    CallError, DrainError, FinalizeError, ReloadError, ReplaceError, SlotClosed, SnapshotError,
-    TryEnterError,
-};
+pub use error::{CallError, ReloadFault, SlotClosed, SnapshotError, TryEnterError};
 pub use events::{Event, Listener, ListenerId, Proposal};
+pub use handback::{DrainError, FinalizeError, ReloadError, ReplaceError};
 pub use hooks::{BoxError, Cause, Hook, HookFailure, Hooks};
 pub use lease::{EnterFuture, EnterOwnedFuture, Lease, OwnedLease};
 pub use lifecycle::{self, Phase};
-pub use plugin::{InitError, LinkError, Plugin, PrepareError, RemovalReport, StepError};
-pub use reload::{
-    Committed, GroupFailed, Mode, Prepared, ReloadFailed, ReloadFault, ReloadOptions, Returned,
-    Salvage, Transfer,
-};
+pub use options::{Mode, ReloadOptions};
+pub use plugin::{InitError, LinkError, Plugin, PrepareError, StepError};
+pub use reload::{Committed, GroupFailed, Prepared, ReloadFailed, Returned};
 pub use slot::Slot;
 pub use state::{Active, Draining, Initialized, Linked, Loaded, Removed};
 pub use stateful::{Resource, ResourceKind, Stateful};
-pub use stats::{DurationSummary, SlotStats, VersionInfo};
+pub use stats::{DurationSummary, RemovalReport, SlotStats, VersionInfo};
+pub use transfer::{Salvage, Transfer};

@@ -1,12 +1,12 @@
 //! [`Plugin<P, S>`]: one version of a plugin, in lifecycle phase `S`.
 
 use std::fmt;
-use std::time::Duration;
 
 use lifecycle::Phase;
 
 use crate::hooks::{run_hook, Hook, HookFailure};
 use crate::state::{HoldsPlugin, Initialized, Linked, Loaded, Removed, State, TransitionTo};
+use crate::stats::RemovalReport;
 use crate::Hooks;
 
 /// One version of plugin `P` in phase `S` (one of the markers of
@@ -20,26 +20,6 @@ use crate::Hooks;
 /// hands the original back inside its error.
 pub struct Plugin<P: Hooks, S: State = Loaded> {
     pub(crate) body: S::Body<P>,
-}
-
-/// What a `Plugin<P, Removed>` holds: the value, and how its removal went.
-#[doc(hidden)]
-pub struct RemovedBody<P> {
-    pub(crate) plugin: P,
-    pub(crate) report: RemovalReport,
-}
-
-/// How a version left its slot.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemovalReport {
-    /// The generation it had in its slot.
-    pub generation: u64,
-    /// From the cutover away from it to the moment its drain was seen to
-    /// complete.
-    pub drain_time: Duration,
-    /// Whether its `shutdown` hook returned `Ok` (it runs exactly once
-    /// either way).
-    pub shutdown_ok: bool,
 }
 
 impl<P: Hooks> Plugin<P, Loaded> {

@@ -13,7 +13,9 @@
 //! (borrowed leases borrow the slot, owned ones hold a reference), so every
 //! version still listed is finalized then.
 
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -25,8 +27,8 @@ use crate::error::TryEnterError;
 use crate::events::{Event, Listeners};
 use crate::hooks::{drop_contained, run_hook, Hook, HookFailure};
 use crate::loom::{pin, AtomicBool, AtomicUsize, Mutex, Ordering};
-use crate::plugin::RemovalReport;
 use crate::stats::Counters;
+use crate::stats::RemovalReport;
 use crate::waiters::{TaskEntry, WaitList};
 use crate::Hooks;
 
@@ -295,6 +297,71 @@ impl<P: Hooks> Shared<P> {
                 message: &message,
             });
         }
+    }
+}
+
+/// What a `Plugin<P, Draining>` holds: ownership of a version the slot cut
+/// over away from, and the slot's shared part (for its counters and its list
+/// of draining versions).
+#[doc(hidden)]
+pub struct DrainingBody<P: Hooks> {
+    version: NonNull<Version<P>>,
+    shared: Arc<Shared<P>>,
+    since: Instant,
+}
+
+// SAFETY: the body owns an unlinked version; `Version<P>` is Send + Sync for
+// `P: Hooks`, and finalizing it may happen on any thread.
+unsafe impl<P: Hooks> Send for DrainingBody<P> {}
+// SAFETY: `&DrainingBody` only reads the version's counters and phase.
+unsafe impl<P: Hooks> Sync for DrainingBody<P> {}
+
+impl<P: Hooks> DrainingBody<P> {
+    pub(crate) fn new(
+        version: NonNull<Version<P>>,
+        shared: Arc<Shared<P>>,
+        since: Instant,
+    ) -> Self {
+        DrainingBody {
+            version,
+            shared,
+            since,
+        }
+    }
+
+    pub(crate) fn version(&self) -> &Version<P> {
+        // SAFETY: we own the version; it is retired only by `finalize`, which
+        // consumes this body.
+        unsafe { self.version.as_ref() }
+    }
+
+    /// When the cut-over away from this version happened.
+    pub(crate) fn since(&self) -> Instant {
+        self.since
+    }
+
+    /// Finalizes a version this body's drain has completed for: its
+    /// `shutdown` ran once (the failure, if any, is returned), and the value
+    /// comes back with its report.
+    pub(crate) fn finalize(self) -> (P, RemovalReport, Option<HookFailure>) {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: moved out of a `ManuallyDrop` that is never used again, so
+        // the `Arc` is dropped exactly once, below.
+        let shared = unsafe { std::ptr::read(&this.shared) };
+        shared.untrack(this.version);
+        // SAFETY: we own the version (the slot unlinked it for us), it is
+        // drained (our caller saw it), and we no longer list it, so nothing
+        // else finalizes it.
+        unsafe { finalize(&shared, this.version, this.since) }
+    }
+}
+
+impl<P: Hooks> Drop for DrainingBody<P> {
+    fn drop(&mut self) {
+        // Dropped without waiting: the slot adopts the version and finalizes
+        // it once it drains. We cannot block here (this thread may itself
+        // hold a lease on the version).
+        self.shared.adopt(self.version);
     }
 }
 

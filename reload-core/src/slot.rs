@@ -11,14 +11,14 @@ use std::time::Instant;
 use crossbeam_epoch::Owned;
 
 use crate::drain::{acquire, cut_over, Version};
-use crate::draining::DrainingBody;
-use crate::error::{CallError, ReloadError, ReplaceError, SlotClosed, TryEnterError};
+use crate::error::{CallError, SlotClosed, TryEnterError};
 use crate::events::{Listener, ListenerId};
+use crate::handback::{ReloadError, ReplaceError};
 use crate::hooks::{label, name_of, panic_message, Cause, Hook, HookFailure};
 use crate::lease::{EnterFuture, EnterOwnedFuture, Lease, OwnedLease};
 use crate::loom::{pin, Ordering};
 use crate::plugin::StepError;
-use crate::shared::{Shared, Writer};
+use crate::shared::{DrainingBody, Shared, Writer};
 use crate::state::{Draining, Initialized, Loaded};
 use crate::stats::{Counters, SlotStats, VersionInfo};
 use crate::{Hooks, Plugin, Stateful};
@@ -461,7 +461,7 @@ impl<P: Stateful> Slot<P> {
     /// failed or panicked.
     pub fn snapshot(&self) -> Result<Option<Vec<u8>>, crate::SnapshotError> {
         let lease = self.enter()?;
-        Ok(crate::reload::save_envelope(
+        Ok(crate::transfer::save_envelope(
             &*lease,
             Some(lease.generation()),
         )?)

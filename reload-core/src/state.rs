@@ -99,9 +99,16 @@ use std::marker::PhantomData;
 
 use lifecycle::Phase;
 
-use crate::draining::DrainingBody;
-use crate::plugin::RemovedBody;
+use crate::shared::DrainingBody;
+use crate::stats::RemovalReport;
 use crate::Hooks;
+
+/// What a `Plugin<P, Removed>` holds: the value, and how its removal went.
+#[doc(hidden)]
+pub struct RemovedBody<P> {
+    pub(crate) plugin: P,
+    pub(crate) report: RemovalReport,
+}
 
 mod sealed {
     pub trait Sealed {}

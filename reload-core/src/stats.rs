@@ -23,6 +23,19 @@ pub struct VersionInfo {
     pub orphaned: bool,
 }
 
+/// How a version left its slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovalReport {
+    /// The generation it had in its slot.
+    pub generation: u64,
+    /// From the cutover away from it to the moment its drain was seen to
+    /// complete.
+    pub drain_time: Duration,
+    /// Whether its `shutdown` hook returned `Ok` (it runs exactly once
+    /// either way).
+    pub shutdown_ok: bool,
+}
+
 /// A slot's counters, as observed at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlotStats {
