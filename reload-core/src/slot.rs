@@ -441,9 +441,12 @@ impl<P: Hooks> Slot<P> {
     }
 
     /// Finalizes every orphaned version (one whose `Plugin<P, Draining>` was
-    /// dropped unwaited) that has drained; returns how many. `replace`,
-    /// `reload`, `close` and dropping the slot also do this, and so does
-    /// dropping a handle whose version has already drained.
+    /// dropped unwaited) that has drained, on this thread; returns how
+    /// many. `close` and dropping the slot also do this, and so do dropping
+    /// a handle whose version has already drained and dropping the last
+    /// [`OwnedLease`] on an orphan. `replace` and `reload` do not (they are
+    /// the cut-over only). A panic in an orphan's `shutdown` or `Drop` is
+    /// contained and counted; the other orphans are finalized all the same.
     pub fn reap(&self) -> usize {
         self.shared.reap(false)
     }

@@ -22,7 +22,7 @@ fn probe(id: u64, ledger: &Arc<Ledger>, faults: Faults) -> Plugin<Probe, Initial
 }
 
 fn ready(id: u64, ledger: &Arc<Ledger>) -> Plugin<Probe, Initialized> {
-    probe(id, ledger, Faults::default())
+    Probe::ready(id, ledger)
 }
 
 fn name_panics() -> Faults {
@@ -40,11 +40,7 @@ fn drop_panics() -> Faults {
 }
 
 fn once() -> Record {
-    Record {
-        shutdowns: 1,
-        drops: 1,
-        calls: 0,
-    }
+    Record::finalized_once(0)
 }
 
 #[test]

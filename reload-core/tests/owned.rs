@@ -11,17 +11,11 @@ use reload_core::testing::{Ledger, Probe, Record};
 use reload_core::{Initialized, OwnedLease, Phase, Plugin, Slot, SlotClosed};
 
 fn ready(id: u64, ledger: &Arc<Ledger>) -> Plugin<Probe, Initialized> {
-    Plugin::new(Probe::new(id, ledger))
-        .prepare(&())
-        .expect("a fault-free probe prepares")
+    Probe::ready(id, ledger)
 }
 
 fn once(calls: u64) -> Record {
-    Record {
-        shutdowns: 1,
-        drops: 1,
-        calls,
-    }
+    Record::finalized_once(calls)
 }
 
 #[test]

@@ -17,17 +17,11 @@ use reload_core::{
 };
 
 fn ready(id: u64, ledger: &Arc<Ledger>) -> Plugin<Probe, Initialized> {
-    Plugin::new(Probe::new(id, ledger))
-        .prepare(&())
-        .expect("a fault-free probe prepares")
+    Probe::ready(id, ledger)
 }
 
 fn once() -> Record {
-    Record {
-        shutdowns: 1,
-        drops: 1,
-        calls: 0,
-    }
+    Record::finalized_once(0)
 }
 
 #[test]

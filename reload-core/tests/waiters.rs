@@ -18,9 +18,7 @@ use reload_core::testing::{Ledger, Probe};
 use reload_core::{Initialized, Plugin, Slot};
 
 fn ready(id: u64, ledger: &Arc<Ledger>) -> Plugin<Probe, Initialized> {
-    Plugin::new(Probe::new(id, ledger))
-        .prepare(&())
-        .expect("a fault-free probe prepares")
+    Probe::ready(id, ledger)
 }
 
 struct ThreadWaker(thread::Thread);

@@ -72,6 +72,18 @@ pub struct Record {
     pub calls: u64,
 }
 
+impl Record {
+    /// The record of a version finalized exactly once (shut down once,
+    /// dropped once) that served `calls` calls.
+    pub fn finalized_once(calls: u64) -> Record {
+        Record {
+            shutdowns: 1,
+            drops: 1,
+            calls,
+        }
+    }
+}
+
 impl Ledger {
     /// A new, shared ledger.
     pub fn new() -> Arc<Ledger> {
@@ -110,6 +122,19 @@ impl Probe {
     /// Probe number `id` (its version label), recording into `ledger`.
     pub fn new(id: u64, ledger: &Arc<Ledger>) -> Self {
         Probe::with_faults(id, ledger, Faults::default())
+    }
+
+    /// Probe `id`, linked and initialized: ready to serve or to replace
+    /// the current version.
+    ///
+    /// # Panics
+    ///
+    /// Never for a probe without faults (its `link` and `init` succeed).
+    pub fn ready(id: u64, ledger: &Arc<Ledger>) -> crate::Plugin<Probe, crate::Initialized> {
+        match crate::Plugin::new(Probe::new(id, ledger)).prepare(&()) {
+            Ok(ready) => ready,
+            Err(e) => panic!("a fault-free probe prepares: {e}"),
+        }
     }
 
     /// A probe that misbehaves as `faults` says.
