@@ -63,12 +63,11 @@ fn the_same_path_reloaded_maps_a_new_library_each_time() {
     let live = dir.join("libadder.so");
     let loader = Loader::in_dir(dir.join("copies")).expect("loader");
     fs::copy(&libs().v1, &live).expect("copy");
-    let prepare = |path| match Plugin::new(loader.package(path).expect("package").into_plugin())
-        .prepare(&())
-    {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
-    };
+    let prepare =
+        |path| match Plugin::new(loader.package(path).expect("package").into_plugin()).ready(&()) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
     let old = prepare(&live);
     // Overwrite the same path in place: the old version keeps running its
     // own code from its private copy; the new one maps the new bytes.

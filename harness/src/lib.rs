@@ -35,7 +35,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use lifecycle::Phase;
 use reload_core::testing::{Faults, Ledger, Probe};
 use reload_core::{
-    CallError, DrainError, Draining, Lease, Plugin, ReloadError, Slot, SlotClosed, VersionInfo,
+    CallError, DrainError, Draining, Lease, Plugin, ReloadFault, Returned, Slot, SlotClosed,
+    VersionInfo,
 };
 
 /// Calling threads in the pool that takes and releases leases.
@@ -191,7 +192,7 @@ pub struct Report {
 pub fn run(ops: &[Op]) -> Result<Report, Violation> {
     let ledger = Ledger::new();
     let first = Plugin::new(Probe::new(0, &ledger))
-        .prepare(&())
+        .ready(&())
         .map_err(|e| Violation {
             step: 0,
             op: None,
@@ -665,23 +666,30 @@ impl<'s> Host<'s> {
                 // A cut-over runs no other version's shutdown: orphans wait
                 // for a reap.
             }
-            (
-                Err(ReloadError::Prepare(e)),
-                Fault::FailLink | Fault::FailInit | Fault::PanicInit,
-                _,
-            ) => {
-                // S6, S7: the new version comes back; the old keeps serving.
+            (Err(e), Fault::FailLink | Fault::FailInit | Fault::PanicInit, _)
+                if e.hook_failure().is_some()
+                    && matches!(
+                        (fault, e.plugin()),
+                        (Fault::FailLink, Returned::Loaded(_))
+                            | (Fault::FailInit | Fault::PanicInit, Returned::Linked(_))
+                    ) =>
+            {
+                // S6, S7: the new version comes back, in the phase it
+                // reached; the old keeps serving.
                 self.model.failed_reloads += 1;
                 self.report.failed_reloads += 1;
                 if e.into_plugin().id() != id {
                     return Err("a refused reload handed back another plugin".into());
                 }
             }
-            (Err(ReloadError::Replace(e)), Fault::None | Fault::PanicShutdown, None) => {
+            (Err(e), Fault::None | Fault::PanicShutdown, None)
+                if matches!(e.fault(), ReloadFault::Closed) =>
+            {
                 self.model.failed_reloads += 1;
                 self.report.failed_reloads += 1;
-                if e.into_inner().get().id() != id {
-                    return Err("a refused replace handed back another plugin".into());
+                match e.into_returned().into_initialized() {
+                    Ok(plugin) if plugin.get().id() == id => {}
+                    _ => return Err("a refused replace handed back another plugin".into()),
                 }
             }
             (Ok(d), f, current) => {

@@ -117,7 +117,7 @@ pub enum Outcome {
     /// `init` failed at registration.
     Init,
     /// The reload failed (init or restore); everything old serves on.
-    ReloadFailed,
+    ReloadError,
     /// Some other error (never expected).
     Other(String),
 }
@@ -178,7 +178,7 @@ fn classify(e: &RegistryError) -> Outcome {
         }
         RegistryError::Cycle { .. } => Outcome::Cycle,
         RegistryError::Init(_) => Outcome::Init,
-        RegistryError::Reload { .. } => Outcome::ReloadFailed,
+        RegistryError::Reload { .. } => Outcome::ReloadError,
         other => Outcome::Other(other.to_string()),
     }
 }
@@ -308,7 +308,7 @@ pub fn run(ops: &[ROp]) -> Result<Report, String> {
                 } else if *fault != RFault::None {
                     // Init fails at prepare; restore at prepare (immediate)
                     // or at commit (quiesced). Either way nothing changes.
-                    Outcome::ReloadFailed
+                    Outcome::ReloadError
                 } else {
                     Outcome::Ok
                 };

@@ -129,7 +129,7 @@ struct Expected {
 pub fn run(ops: &[SOp]) -> Result<Report, String> {
     let book = Book::new();
     let first = Plugin::new(Counter::new("v1", 1, &book))
-        .prepare(&())
+        .ready(&())
         .map_err(|e| e.to_string())?;
     let slot = Slot::new(first);
     let mut want = Expected {
@@ -370,7 +370,7 @@ pub fn check_envelope(bytes: &[u8]) -> Result<(), String> {
     }
     let book = Book::new();
     let first = Plugin::new(Counter::new("v1", 3, &book))
-        .prepare(&())
+        .ready(&())
         .map_err(|e| e.to_string())?;
     let slot = Slot::new(first);
     slot.call(Counter::inc).map_err(|e| e.to_string())?;

@@ -56,7 +56,7 @@ fn arcswap_calls(swap: &ArcSwap<Val>) -> u64 {
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_default();
-    let Ok(ready) = Plugin::new(Val { value: 1 }).prepare(&()) else {
+    let Ok(ready) = Plugin::new(Val { value: 1 }).ready(&()) else {
         return;
     };
     let slot = Slot::new(ready);

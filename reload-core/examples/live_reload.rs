@@ -123,7 +123,7 @@ fn main() -> ExitCode {
         let (faults, _) = faults_of(id);
         Plugin::new(Probe::with_faults(id, &ledger, faults))
     };
-    let first = match make(0).prepare(&()) {
+    let first = match make(0).ready(&()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("version 0 failed to prepare: {e}");

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     let interval = Duration::from_micros(arg("--interval-us", 200));
     let mut restores_expected = 0u64;
     let book = Book::new();
-    let first = match Plugin::new(Counter::new("g1", 1, &book)).prepare(&()) {
+    let first = match Plugin::new(Counter::new("g1", 1, &book)).ready(&()) {
         Ok(first) => first,
         Err(e) => {
             eprintln!("the first version failed to prepare: {e}");

@@ -1,135 +1,180 @@
 //! The errors that hand a plugin value back: each holds the version it was
 //! given (or, for a finalize, the removed one), so that nothing is lost.
+//! [`ReloadError`] is the one error of every reload path; [`FinalizeError`]
+//! and [`DrainError`] are the drain's.
 
 use std::fmt;
 
+use crate::error::ReloadFault;
 use crate::hooks::HookFailure;
-use crate::plugin::PrepareError;
-use crate::state::{Draining, Initialized, Removed};
+use crate::state::{Draining, Initialized, Linked, Loaded, Removed};
+use crate::transfer::Salvage;
 use crate::{Hooks, Plugin};
 
-/// [`Slot::replace`](crate::Slot::replace) refused the new version; it comes
-/// back inside, and the slot is unchanged.
-pub enum ReplaceError<P: Hooks> {
-    /// The new version names another plugin than the slot serves.
-    WrongPlugin {
-        /// The slot's plugin name.
-        expected: String,
-        /// The new version's plugin name.
-        found: String,
-        /// The new version, untouched.
-        plugin: Plugin<P, Initialized>,
-    },
-    /// The new version's [`Hooks::name`](crate::Hooks::name) panicked, so
-    /// it cannot be told to belong to this slot.
-    Name {
-        /// What panicked ([`Hook::Name`](crate::Hook::Name)).
-        failure: HookFailure,
-        /// The new version, untouched.
-        plugin: Plugin<P, Initialized>,
-    },
-    /// The slot is closed.
-    Closed(Plugin<P, Initialized>),
-    /// A prepared reload holds the slot's turn
-    /// ([`Slot::prepare`](crate::Slot::prepare)); commit or abort it first.
-    InProgress(Plugin<P, Initialized>),
+/// The new version, in the phase it reached, handed back by a failed reload.
+pub enum Returned<P: Hooks> {
+    /// Refused before `link` ran, or `link` failed.
+    Loaded(Plugin<P, Loaded>),
+    /// `init` failed.
+    Linked(Plugin<P, Linked>),
+    /// Failed after `init` (refused by the slot, or a step of the reload
+    /// failed). Resources it had opened or resumed were closed.
+    Initialized(Plugin<P, Initialized>),
 }
 
-impl<P: Hooks> ReplaceError<P> {
-    /// The version that was refused.
-    pub fn into_inner(self) -> Plugin<P, Initialized> {
+impl<P: Hooks> Returned<P> {
+    /// The plugin.
+    pub fn get(&self) -> &P {
         match self {
-            ReplaceError::WrongPlugin { plugin, .. }
-            | ReplaceError::Name { plugin, .. }
-            | ReplaceError::Closed(plugin)
-            | ReplaceError::InProgress(plugin) => plugin,
+            Returned::Loaded(p) => p.get(),
+            Returned::Linked(p) => p.get(),
+            Returned::Initialized(p) => p.get(),
+        }
+    }
+
+    /// The plugin value.
+    pub fn into_plugin(self) -> P {
+        match self {
+            Returned::Loaded(p) => p.into_inner(),
+            Returned::Linked(p) => p.into_inner(),
+            Returned::Initialized(p) => p.into_inner(),
+        }
+    }
+
+    /// The version, if it had reached `Initialized` (ready to try again).
+    ///
+    /// # Errors
+    ///
+    /// `self`, if it had not.
+    pub fn into_initialized(self) -> Result<Plugin<P, Initialized>, Self> {
+        match self {
+            Returned::Initialized(p) => Ok(p),
+            other => Err(other),
         }
     }
 }
 
-impl<P: Hooks> fmt::Display for ReplaceError<P> {
+impl<P: Hooks> fmt::Debug for Returned<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReplaceError::WrongPlugin {
-                expected, found, ..
-            } => write!(
-                f,
-                "cannot replace plugin `{expected}` with a version of `{found}`"
-            ),
-            ReplaceError::Name { failure, .. } => write!(f, "cannot replace: {failure}"),
-            ReplaceError::Closed(_) => f.write_str("cannot replace: the plugin slot is closed"),
-            ReplaceError::InProgress(_) => {
-                f.write_str("cannot replace: a prepared reload holds the slot's turn")
-            }
-        }
+        let phase = match self {
+            Returned::Loaded(_) => "Loaded",
+            Returned::Linked(_) => "Linked",
+            Returned::Initialized(_) => "Initialized",
+        };
+        f.debug_tuple(phase).finish_non_exhaustive()
     }
 }
 
-impl<P: Hooks> fmt::Debug for ReplaceError<P> {
+/// A reload that did not happen: [`Slot::replace`](crate::Slot::replace),
+/// [`Slot::reload`](crate::Slot::reload),
+/// [`Slot::prepare`](crate::Slot::prepare) or
+/// [`Prepared::commit`](crate::Prepared::commit) failed, and the slot serves
+/// on with the version it served. Like tokio's `TrySendError<T>`, it hands
+/// back what it was given: the new version, in the phase it reached
+/// ([`Returned`]), and the [`Salvage`] of what was taken from the old
+/// version. Match on [`fault`](Self::fault) for why.
+pub struct ReloadError<P: Hooks> {
+    // Boxed: the error path is cold, and a `Result` carrying all of this
+    // inline would make every successful reload move it around.
+    inner: Box<Failed<P>>,
+}
+
+struct Failed<P: Hooks> {
+    fault: ReloadFault,
+    plugin: Returned<P>,
+    salvage: Salvage,
+    /// The slot's plugin name (not asked of the plugin: its `name` is
+    /// plugin code, and may be what failed).
+    name: String,
+}
+
+impl<P: Hooks> ReloadError<P> {
+    pub(crate) fn new(
+        fault: ReloadFault,
+        plugin: Returned<P>,
+        salvage: Salvage,
+        name: &str,
+    ) -> Self {
+        ReloadError {
+            inner: Box::new(Failed {
+                fault,
+                plugin,
+                salvage,
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Why.
+    pub fn fault(&self) -> &ReloadFault {
+        &self.inner.fault
+    }
+
+    /// The hook failure, if a hook of either version failed or panicked.
+    pub fn hook_failure(&self) -> Option<&HookFailure> {
+        self.inner.fault.hook_failure()
+    }
+
+    /// The new version, in the phase it reached.
+    pub fn plugin(&self) -> &Returned<P> {
+        &self.inner.plugin
+    }
+
+    /// The name of the slot's plugin.
+    pub fn plugin_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// What was taken from the old version before the failure.
+    pub fn salvage(&self) -> &Salvage {
+        &self.inner.salvage
+    }
+
+    /// The new version, in the phase it reached.
+    pub fn into_returned(self) -> Returned<P> {
+        self.inner.plugin
+    }
+
+    /// The new version's value.
+    pub fn into_plugin(self) -> P {
+        self.inner.plugin.into_plugin()
+    }
+
+    /// Everything: why, the new version, the salvage.
+    pub fn into_parts(self) -> (ReloadFault, Returned<P>, Salvage) {
+        let Failed {
+            fault,
+            plugin,
+            salvage,
+            ..
+        } = *self.inner;
+        (fault, plugin, salvage)
+    }
+}
+
+impl<P: Hooks> fmt::Display for ReloadError<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReplaceError::WrongPlugin {
-                expected, found, ..
-            } => f
-                .debug_struct("WrongPlugin")
-                .field("expected", expected)
-                .field("found", found)
-                .finish_non_exhaustive(),
-            ReplaceError::Name { failure, .. } => f
-                .debug_struct("Name")
-                .field("failure", failure)
-                .finish_non_exhaustive(),
-            ReplaceError::Closed(_) => f.write_str("Closed(..)"),
-            ReplaceError::InProgress(_) => f.write_str("InProgress(..)"),
-        }
+        write!(
+            f,
+            "reload of `{}` failed, old version serving: {}",
+            self.inner.name, self.inner.fault
+        )
     }
-}
-
-impl<P: Hooks> std::error::Error for ReplaceError<P> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ReplaceError::Name { failure, .. } => Some(failure),
-            _ => None,
-        }
-    }
-}
-
-/// [`Slot::reload`](crate::Slot::reload) failed; the new version comes back
-/// in the phase it reached, and the slot keeps serving the old one.
-#[derive(thiserror::Error)]
-pub enum ReloadError<P: Hooks> {
-    /// `link` or `init` failed.
-    #[error(transparent)]
-    Prepare(#[from] PrepareError<P>),
-    /// The prepared version was refused by the slot.
-    #[error(transparent)]
-    Replace(#[from] ReplaceError<P>),
 }
 
 impl<P: Hooks> fmt::Debug for ReloadError<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReloadError::Prepare(e) => f.debug_tuple("Prepare").field(e).finish(),
-            ReloadError::Replace(e) => f.debug_tuple("Replace").field(e).finish(),
-        }
+        f.debug_struct("ReloadError")
+            .field("fault", &self.inner.fault)
+            .field("plugin", &self.inner.plugin)
+            .field("salvage", &self.inner.salvage)
+            .finish()
     }
 }
 
-impl<P: Hooks> ReloadError<P> {
-    /// The new version's value, whatever phase it reached.
-    pub fn into_plugin(self) -> P {
-        match self {
-            ReloadError::Prepare(e) => e.into_plugin(),
-            ReloadError::Replace(e) => e.into_inner().into_inner(),
-        }
-    }
-
-    /// The hook failure, if a hook failed (rather than the slot refusing).
-    pub fn hook_failure(&self) -> Option<&HookFailure> {
-        match self {
-            ReloadError::Prepare(e) => Some(e.failure()),
-            ReloadError::Replace(_) => None,
-        }
+impl<P: Hooks> std::error::Error for ReloadError<P> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.inner.fault)
     }
 }
 

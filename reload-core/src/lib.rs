@@ -5,7 +5,7 @@
 //! backends) puts each behind a [`Slot`]. Calls go through the slot: each
 //! takes a [`Lease`] on the current version, which keeps that version alive
 //! and running until the lease is dropped. To swap in a new version the host
-//! prepares it through the typestate lifecycle and calls [`Slot::replace`]:
+//! makes it ready through the typestate lifecycle and calls [`Slot::replace`]:
 //! the cut-over is one atomic pointer swap, calls that start afterwards run
 //! on the new version, and the old one comes back as a `Plugin<P, Draining>`
 //! that the host waits on. Its `shutdown` hook runs exactly once, after the
@@ -35,7 +35,7 @@
 //! // A reload under traffic: the lease taken before the cut-over keeps
 //! // running on version 1; new calls see version 2.
 //! let in_flight = slot.enter()?;
-//! let v2 = Plugin::new(Tax { rate_percent: 25 }).prepare(&())?;
+//! let v2 = Plugin::new(Tax { rate_percent: 25 }).ready(&())?;
 //! let old = slot.replace(v2)?;
 //! assert_eq!(slot.enter()?.apply(100), 125);
 //! assert_eq!(in_flight.apply(100), 120);
@@ -139,13 +139,13 @@ pub use draining::{Drain, UntilDrained};
 pub use envelope::{EnvelopeError, SavedState};
 pub use error::{CallError, ReloadFault, SlotClosed, SnapshotError, TryEnterError};
 pub use events::{Event, Listener, ListenerId, Proposal};
-pub use handback::{DrainError, FinalizeError, ReloadError, ReplaceError};
+pub use handback::{DrainError, FinalizeError, ReloadError, Returned};
 pub use hooks::{BoxError, Cause, Hook, HookFailure, Hooks};
 pub use lease::{EnterFuture, EnterOwnedFuture, Lease, OwnedLease};
 pub use lifecycle::{self, Phase};
 pub use options::{Mode, ReloadOptions};
-pub use plugin::{InitError, LinkError, Plugin, PrepareError, StepError};
-pub use reload::{Committed, GroupFailed, Prepared, ReloadFailed, Returned};
+pub use plugin::{InitError, LinkError, Plugin, ReadyError, StepError};
+pub use reload::{Committed, GroupFailed, Prepared};
 pub use slot::Slot;
 pub use state::{Active, Draining, Initialized, Linked, Loaded, Removed};
 pub use stateful::{Resource, ResourceKind, Stateful};

@@ -38,12 +38,15 @@ impl<P: Hooks> Plugin<P, Loaded> {
         self.step(Hook::Link, |p| p.link())
     }
 
-    /// Links and initializes in one go: `Loaded -> Linked -> Initialized`.
+    /// Makes the version ready to serve: links and initializes it in one
+    /// go, `Loaded -> Linked -> Initialized`. (Not to be confused with
+    /// [`Slot::prepare`](crate::Slot::prepare), the first half of a reload
+    /// transaction.)
     ///
     /// # Errors
     ///
     /// The error holds the plugin in the phase it had reached.
-    pub fn prepare(self, cx: &P::Context) -> Result<Plugin<P, Initialized>, PrepareError<P>> {
+    pub fn ready(self, cx: &P::Context) -> Result<Plugin<P, Initialized>, ReadyError<P>> {
         Ok(self.link()?.init(cx)?)
     }
 }
@@ -176,9 +179,9 @@ impl<P: Hooks, S: State> std::error::Error for StepError<P, S> {
     }
 }
 
-/// [`Plugin::prepare`] failed at one of its two steps.
+/// [`Plugin::ready`] failed at one of its two steps.
 #[derive(thiserror::Error)]
-pub enum PrepareError<P: Hooks> {
+pub enum ReadyError<P: Hooks> {
     /// `link` failed; the plugin is `Loaded`.
     #[error(transparent)]
     Link(#[from] LinkError<P>),
@@ -187,29 +190,29 @@ pub enum PrepareError<P: Hooks> {
     Init(#[from] InitError<P>),
 }
 
-impl<P: Hooks> fmt::Debug for PrepareError<P> {
+impl<P: Hooks> fmt::Debug for ReadyError<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PrepareError::Link(e) => f.debug_tuple("Link").field(e).finish(),
-            PrepareError::Init(e) => f.debug_tuple("Init").field(e).finish(),
+            ReadyError::Link(e) => f.debug_tuple("Link").field(e).finish(),
+            ReadyError::Init(e) => f.debug_tuple("Init").field(e).finish(),
         }
     }
 }
 
-impl<P: Hooks> PrepareError<P> {
+impl<P: Hooks> ReadyError<P> {
     /// What failed.
     pub fn failure(&self) -> &HookFailure {
         match self {
-            PrepareError::Link(e) => e.failure(),
-            PrepareError::Init(e) => e.failure(),
+            ReadyError::Link(e) => e.failure(),
+            ReadyError::Init(e) => e.failure(),
         }
     }
 
     /// The plugin value, whichever phase it reached.
     pub fn into_plugin(self) -> P {
         match self {
-            PrepareError::Link(e) => e.into_inner().into_inner(),
-            PrepareError::Init(e) => e.into_inner().into_inner(),
+            ReadyError::Link(e) => e.into_inner().into_inner(),
+            ReadyError::Init(e) => e.into_inner().into_inner(),
         }
     }
 }
@@ -307,9 +310,9 @@ mod tests {
             panic_init: true,
             ..Probe::default()
         })
-        .prepare(&3)
+        .ready(&3)
         .expect_err("prepare must fail");
-        assert!(matches!(err, PrepareError::Init(_)));
+        assert!(matches!(err, ReadyError::Init(_)));
         assert!(err.into_plugin().linked);
     }
 }

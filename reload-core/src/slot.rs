@@ -11,16 +11,18 @@ use std::time::Instant;
 use crossbeam_epoch::Owned;
 
 use crate::drain::{acquire, cut_over, Version};
+use crate::error::ReloadFault;
 use crate::error::{CallError, SlotClosed, TryEnterError};
 use crate::events::{Listener, ListenerId};
-use crate::handback::{ReloadError, ReplaceError};
+use crate::handback::{ReloadError, Returned};
 use crate::hooks::{label, name_of, panic_message, Cause, Hook, HookFailure};
 use crate::lease::{EnterFuture, EnterOwnedFuture, Lease, OwnedLease};
 use crate::loom::{pin, Ordering};
-use crate::plugin::StepError;
+use crate::plugin::{ReadyError, StepError};
 use crate::shared::{DrainingBody, Shared, Writer};
 use crate::state::{Draining, Initialized, Loaded};
 use crate::stats::{Counters, SlotStats, VersionInfo};
+use crate::transfer::Salvage;
 use crate::{Hooks, Plugin, Stateful};
 
 /// A hot-swappable plugin: one current version, any number draining.
@@ -37,7 +39,7 @@ use crate::{Hooks, Plugin, Stateful};
 /// struct Doubler(u64);
 /// impl Hooks for Doubler { type Context = (); }
 ///
-/// let ready = |k| Plugin::new(Doubler(k)).prepare(&()).ok().unwrap();
+/// let ready = |k| Plugin::new(Doubler(k)).ready(&()).ok().unwrap();
 /// let slot = Slot::new(ready(2));
 /// assert_eq!(slot.enter()?.0 * 21, 42);
 ///
@@ -156,7 +158,7 @@ impl<P: Hooks> Slot<P> {
     /// struct Echo;
     /// impl Hooks for Echo { type Context = (); }
     ///
-    /// let slot = Arc::new(Slot::new(Plugin::new(Echo).prepare(&()).ok().unwrap()));
+    /// let slot = Arc::new(Slot::new(Plugin::new(Echo).ready(&()).ok().unwrap()));
     /// let lease = slot.enter_owned()?;
     /// let job = std::thread::spawn(move || lease.generation());
     /// drop(slot); // the lease may outlive the slot
@@ -252,16 +254,26 @@ impl<P: Hooks> Slot<P> {
     ///
     /// # Errors
     ///
-    /// [`ReplaceError::WrongPlugin`] if `next` names another plugin,
-    /// [`ReplaceError::Name`] if its `name` panicked,
-    /// [`ReplaceError::InProgress`] while a prepared reload holds the turn,
-    /// [`ReplaceError::Closed`] if the slot is closed. In every case `next`
-    /// comes back inside the error and the slot is unchanged.
+    /// A [`ReloadError`] whose [`fault`](ReloadError::fault) is
+    /// [`ReloadFault::WrongPlugin`] if `next` names another plugin,
+    /// [`ReloadFault::Hook`] (with [`Hook::Name`](crate::Hook::Name)) if its
+    /// `name` panicked, [`ReloadFault::InProgress`] while a prepared reload
+    /// holds the turn, [`ReloadFault::Closed`] if the slot is closed. In
+    /// every case `next` comes back inside the error
+    /// ([`Returned::Initialized`](crate::Returned::Initialized)) and the slot
+    /// is unchanged.
     pub fn replace(
         &self,
         next: Plugin<P, Initialized>,
-    ) -> Result<Plugin<P, Draining>, ReplaceError<P>> {
-        let result = self.replace_inner(next);
+    ) -> Result<Plugin<P, Draining>, ReloadError<P>> {
+        let result = self.replace_inner(next).map_err(|(fault, plugin)| {
+            ReloadError::new(
+                fault,
+                Returned::Initialized(plugin),
+                Salvage::default(),
+                &self.shared.name,
+            )
+        });
         let counter = match &result {
             Ok(_) => &self.shared.counters.reloads,
             Err(_) => &self.shared.counters.failed_reloads,
@@ -270,29 +282,22 @@ impl<P: Hooks> Slot<P> {
         result
     }
 
+    #[allow(clippy::result_large_err)] // the plugin comes back: cold path
     fn replace_inner(
         &self,
         next: Plugin<P, Initialized>,
-    ) -> Result<Plugin<P, Draining>, ReplaceError<P>> {
+    ) -> Result<Plugin<P, Draining>, (ReloadFault, Plugin<P, Initialized>)> {
         match name_of(next.get(), None) {
             Ok(found) if found == self.shared.name => {}
             Ok(found) => {
-                return Err(ReplaceError::WrongPlugin {
-                    expected: self.shared.name.clone(),
-                    found,
-                    plugin: next,
-                })
+                let expected = self.shared.name.clone();
+                return Err((ReloadFault::WrongPlugin { expected, found }, next));
             }
-            Err(failure) => {
-                return Err(ReplaceError::Name {
-                    failure,
-                    plugin: next,
-                })
-            }
+            Err(failure) => return Err((ReloadFault::Hook(failure), next)),
         }
         let mut writer = self.shared.writer.lock();
         if writer.turn {
-            return Err(ReplaceError::InProgress(next));
+            return Err((ReloadFault::InProgress, next));
         }
         let generation = writer.next_generation;
         let version = Owned::new(Version::new(next.into_inner(), generation));
@@ -308,30 +313,42 @@ impl<P: Hooks> Slot<P> {
                     unsafe { owned.into_box().take_plugin() }
                 });
                 match plugin {
-                    Some(plugin) => Err(ReplaceError::Closed(Plugin { body: plugin })),
+                    Some(plugin) => Err((ReloadFault::Closed, Plugin { body: plugin })),
                     None => unreachable!("cut_over hands back the version it was given"),
                 }
             }
         }
     }
 
-    /// Prepares `next` (`link`, then `init` with `cx`) and replaces the
+    /// Makes `next` ready (`link`, then `init` with `cx`) and replaces the
     /// current version with it, counting a failure at any step.
     ///
     /// # Errors
     ///
-    /// [`ReloadError`] holds `next` in the phase it reached; the slot keeps
-    /// serving the version it served.
+    /// A [`ReloadError`] holding `next` in the phase it reached:
+    /// [`ReloadFault::Hook`] if `link` or `init` failed or panicked
+    /// ([`Returned::Loaded`](crate::Returned::Loaded) or
+    /// [`Returned::Linked`](crate::Returned::Linked)), or any refusal of
+    /// [`Slot::replace`]. The slot keeps serving the version it served.
     pub fn reload(
         &self,
         next: Plugin<P, Loaded>,
         cx: &P::Context,
     ) -> Result<Plugin<P, Draining>, ReloadError<P>> {
-        match next.prepare(cx) {
-            Ok(ready) => Ok(self.replace(ready)?),
-            Err(e) => {
-                Counters::bump(&self.shared.counters.failed_reloads);
-                Err(e.into())
+        let refused = |failure, plugin| {
+            Counters::bump(&self.shared.counters.failed_reloads);
+            let fault = ReloadFault::Hook(failure);
+            ReloadError::new(fault, plugin, Salvage::default(), &self.shared.name)
+        };
+        match next.ready(cx) {
+            Ok(ready) => self.replace(ready),
+            Err(ReadyError::Link(e)) => {
+                let (plugin, failure) = e.into_parts();
+                Err(refused(failure, Returned::Loaded(plugin)))
+            }
+            Err(ReadyError::Init(e)) => {
+                let (plugin, failure) = e.into_parts();
+                Err(refused(failure, Returned::Linked(plugin)))
             }
         }
     }

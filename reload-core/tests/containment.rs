@@ -11,13 +11,12 @@ use reload_core::registry::{Package, Registry, RegistryError};
 use reload_core::testing::{Faults, Ledger, Part, Parts, Probe, Record};
 use reload_core::verify::{Unchecked, VerifyError};
 use reload_core::{
-    CallError, Event, Hook, Initialized, Plugin, ReloadError, ReloadFault, ReloadOptions,
-    ReplaceError, Returned, Slot,
+    CallError, Event, Hook, Initialized, Plugin, ReloadFault, ReloadOptions, Returned, Slot,
 };
 
 fn probe(id: u64, ledger: &Arc<Ledger>, faults: Faults) -> Plugin<Probe, Initialized> {
     Plugin::new(Probe::with_faults(id, ledger, faults))
-        .prepare(&())
+        .ready(&())
         .expect("link and init do not ask for the name")
 }
 
@@ -63,12 +62,16 @@ fn slot_new_with_a_panicking_name_hands_the_plugin_back() {
 fn replace_with_a_panicking_name_is_refused_and_the_old_version_serves_on() {
     let ledger = Ledger::new();
     let slot = Slot::new(ready(1, &ledger));
-    match slot.replace(probe(2, &ledger, name_panics())) {
-        Err(ReplaceError::Name { failure, plugin }) => {
-            assert_eq!(failure.hook, Hook::Name);
-            assert_eq!(plugin.get().id(), 2, "the new version comes back");
-        }
-        other => panic!("expected a Name refusal, got {other:?}"),
+    let err = slot
+        .replace(probe(2, &ledger, name_panics()))
+        .expect_err("a version without a name is refused");
+    assert!(
+        matches!(err.fault(), ReloadFault::Hook(f) if f.hook == Hook::Name && f.is_panic()),
+        "{err:?}"
+    );
+    match err.into_returned().into_initialized() {
+        Ok(plugin) => assert_eq!(plugin.get().id(), 2, "the new version comes back"),
+        Err(other) => panic!("handed back in the wrong phase: {other:?}"),
     }
     assert_eq!(slot.generation(), Some(1));
     assert_eq!(slot.enter().expect("open").call(), 1);
@@ -83,10 +86,9 @@ fn reload_with_a_panicking_name_is_a_typed_error() {
     let ledger = Ledger::new();
     let slot = Slot::new(ready(1, &ledger));
     let next = Plugin::new(Probe::with_faults(2, &ledger, name_panics()));
-    match slot.reload(next, &()) {
-        Err(ReloadError::Replace(ReplaceError::Name { .. })) => {}
-        other => panic!("expected a Name refusal, got {other:?}"),
-    }
+    let err = slot.reload(next, &()).expect_err("refused");
+    assert_eq!(err.hook_failure().map(|f| f.hook), Some(Hook::Name));
+    assert!(matches!(err.plugin(), Returned::Initialized(p) if p.get().id() == 2));
     assert_eq!(slot.enter().expect("open").call(), 1);
 }
 

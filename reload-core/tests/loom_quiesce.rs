@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loom_support::{model, tallied_slot, Tallied, Tally};
-use reload_core::{Committed, ReloadFailed, ReloadFault, ReloadOptions, Slot};
+use reload_core::{Committed, ReloadError, ReloadFault, ReloadOptions, Slot};
 
 /// A slot on v1, one thread calling it once, and a quiesced commit to v2
 /// (waiting at most `timeout` for the drain) racing that call. Returns the
@@ -21,7 +21,7 @@ fn commit_racing_a_call(
 ) -> (
     Arc<Tally>,
     Arc<Slot<Tallied>>,
-    Result<Committed<Tallied>, ReloadFailed<Tallied>>,
+    Result<Committed<Tallied>, ReloadError<Tallied>>,
     u64,
 ) {
     let tally = Tally::new();

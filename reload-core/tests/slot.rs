@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use reload_core::testing::{Faults, Ledger, Probe, Record};
 use reload_core::{
-    CallError, Cause, DrainError, Hook, Hooks, Initialized, Phase, Plugin, ReloadError,
-    ReplaceError, Slot, SlotClosed, VersionInfo,
+    CallError, Cause, DrainError, Hook, Hooks, Initialized, Phase, Plugin, ReloadFault, Slot,
+    SlotClosed, VersionInfo,
 };
 
 fn ready(id: u64, ledger: &Arc<Ledger>) -> Plugin<Probe, Initialized> {
@@ -158,12 +158,14 @@ fn close_refuses_new_calls_and_drains_the_rest() {
 
     // A replace on a closed slot hands the new version back, untouched.
     let refused = slot.replace(ready(2, &ledger)).expect_err("closed");
-    assert!(matches!(refused, ReplaceError::Closed(_)));
+    assert!(matches!(refused.fault(), ReloadFault::Closed));
     assert_eq!(
         refused.to_string(),
-        "cannot replace: the plugin slot is closed"
+        "reload of `probe` failed, old version serving: the plugin slot is closed"
     );
-    let back = refused.into_inner();
+    let Ok(back) = refused.into_returned().into_initialized() else {
+        panic!("handed back as it was given, Initialized");
+    };
     assert_eq!(back.get().id(), 2);
     assert!(!back.get().is_shut_down());
 
@@ -185,7 +187,7 @@ impl Hooks for Named {
 fn a_version_of_another_plugin_is_refused_and_handed_back() {
     let prepare = |n| {
         Plugin::new(Named(n))
-            .prepare(&())
+            .ready(&())
             .map_err(|e| e.to_string())
             .expect("prepares")
     };
@@ -193,9 +195,10 @@ fn a_version_of_another_plugin_is_refused_and_handed_back() {
     let err = slot.replace(prepare("codec-zstd")).expect_err("wrong name");
     assert_eq!(
         err.to_string(),
-        "cannot replace plugin `codec-lz4` with a version of `codec-zstd`"
+        "reload of `codec-lz4` failed, old version serving: \
+         cannot reload plugin `codec-lz4` with a version of `codec-zstd`"
     );
-    assert_eq!(err.into_inner().get().0, "codec-zstd");
+    assert_eq!(err.into_plugin().0, "codec-zstd");
     assert_eq!(slot.generation(), Some(1));
     assert_eq!(slot.enter().expect("open").0, "codec-lz4");
 }
@@ -266,7 +269,14 @@ fn a_failed_reload_leaves_the_old_version_serving_and_returns_the_new_one() {
             .reload(Plugin::new(Probe::with_faults(id, &ledger, faults)), &())
             .expect_err("the hook fails");
         assert_eq!(err.hook_failure().map(|f| f.hook), Some(hook));
-        assert!(matches!(err, ReloadError::Prepare(_)));
+        let expected_phase = match hook {
+            Hook::Link => "Loaded",
+            _ => "Linked",
+        };
+        assert_eq!(
+            format!("{:?}", err.plugin()),
+            format!("{expected_phase}(..)")
+        );
         assert_eq!(err.into_plugin().id(), id, "the new version comes back");
         assert_eq!(slot.enter().expect("open").call(), 1, "old keeps serving");
     }
@@ -288,7 +298,7 @@ fn a_panicking_shutdown_still_removes_the_version_exactly_once() {
         ..Faults::default()
     };
     let first = Plugin::new(Probe::with_faults(1, &ledger, faults))
-        .prepare(&())
+        .ready(&())
         .expect("prepares");
     let slot = Slot::new(first);
     let err = slot

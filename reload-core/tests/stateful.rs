@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use reload_core::testing::{Book, Counter, CounterFaults, ResourceState};
 use reload_core::{
-    BoxError, Committed, EnvelopeError, Event, Hook, Listener, Mode, Plugin, Proposal,
-    ReloadFailed, ReloadFault, ReloadOptions, SavedState, Slot, Stateful, TryEnterError,
+    BoxError, Committed, EnvelopeError, Event, Hook, Listener, Mode, Plugin, Proposal, ReloadError,
+    ReloadFault, ReloadOptions, SavedState, Slot, Stateful, TryEnterError,
 };
 
 const LONG: Duration = Duration::from_secs(30);
 
 fn slot_with(book: &Arc<Book>, schema: u32) -> Slot<Counter> {
     let first = Plugin::new(Counter::new("v1", schema, book))
-        .prepare(&())
+        .ready(&())
         .expect("a counter prepares");
     Slot::new(first)
 }
@@ -35,7 +35,7 @@ fn faulty(label: &str, book: &Arc<Book>, faults: CounterFaults) -> Plugin<Counte
 fn quiesced<P: Stateful<Context = ()>>(
     slot: &Slot<P>,
     next: Plugin<P>,
-) -> Result<Committed<P>, ReloadFailed<P>> {
+) -> Result<Committed<P>, ReloadError<P>> {
     slot.prepare(next, &(), ReloadOptions::quiesced(LONG))
         .and_then(|p| p.commit())
 }
@@ -329,7 +329,7 @@ fn an_old_version_that_cannot_save_or_persist_is_left_serving() {
     ] {
         let book = Book::new();
         let first = Plugin::new(Counter::new("v1", 1, &book).with_faults(faults.clone()))
-            .prepare(&())
+            .ready(&())
             .expect("prepares");
         let slot = Slot::new(first);
         let count = load_up(&slot, 5);
@@ -593,11 +593,14 @@ fn one_reload_at_a_time_with_a_typed_error_or_a_wait() {
     let refused = slot
         .replace(
             Plugin::new(Counter::next("v4", 1, &book))
-                .prepare(&())
+                .ready(&())
                 .expect("prepares"),
         )
         .expect_err("replace respects the turn");
-    assert!(matches!(refused, reload_core::ReplaceError::InProgress(_)));
+    assert!(matches!(
+        refused.fault(),
+        reload_core::ReloadFault::InProgress
+    ));
     thread::scope(|s| {
         let waiter = s.spawn(|| {
             slot.prepare(
@@ -724,7 +727,7 @@ fn snapshot_of_a_stateless_plugin_is_none() {
         type Context = ();
     }
     impl Stateful for Plain {}
-    let slot = Slot::new(Plugin::new(Plain).prepare(&()).expect("prepares"));
+    let slot = Slot::new(Plugin::new(Plain).ready(&()).expect("prepares"));
     assert_eq!(slot.snapshot().expect("open"), None);
     // A plugin with no state still gets the transaction.
     let committed = quiesced(&slot, Plugin::new(Plain)).expect("commits");

@@ -34,7 +34,7 @@ fn calls_during_hundreds_of_replaces_are_all_served_exactly_once() {
             ..Faults::default()
         };
         Plugin::new(Probe::with_faults(id, &ledger, faults))
-            .prepare(&())
+            .ready(&())
             .expect("fault-free probes prepare")
     };
     let slot = Slot::new(probe(0));

@@ -27,7 +27,7 @@ impl Hooks for Val {
 impl reload_core::Stateful for Val {}
 
 pub fn ready(value: u64) -> Plugin<Val, Initialized> {
-    match Plugin::new(Val { value }).prepare(&()) {
+    match Plugin::new(Val { value }).ready(&()) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     }

@@ -93,7 +93,7 @@ pub use report::{Change, PluginInfo, RegistryStats, ReloadReport, VersionChange}
 use crate::error::ReloadFault;
 use crate::hooks::panic_message;
 use crate::manifest::Manifest;
-use crate::plugin::PrepareError;
+use crate::plugin::ReadyError;
 use crate::reload::{Prepared, Turn};
 use crate::state::Draining;
 use crate::verify::{Digest, Verifier, VerifyError};

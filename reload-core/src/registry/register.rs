@@ -90,7 +90,7 @@ impl<P: Stateful> Registry<P> {
             };
             let deps = resolve(&package.manifest, map, &fresh);
             let manifest = Arc::clone(&package.manifest);
-            match Plugin::new(Member::new(package, deps)).prepare(cx) {
+            match Plugin::new(Member::new(package, deps)).ready(cx) {
                 Ok(ready) => {
                     let node = Node {
                         slot: Slot::new(ready),
@@ -100,11 +100,11 @@ impl<P: Stateful> Registry<P> {
                 }
                 Err(e) => {
                     let (member, failure) = match e {
-                        PrepareError::Link(e) => {
+                        ReadyError::Link(e) => {
                             let (p, f) = e.into_parts();
                             (p.into_inner(), f)
                         }
-                        PrepareError::Init(e) => {
+                        ReadyError::Init(e) => {
                             let (p, f) = e.into_parts();
                             (p.into_inner(), f)
                         }

@@ -4,8 +4,9 @@
 use std::fmt;
 use std::time::Instant;
 
-use super::{Committed, Prepared, ReloadFailed};
+use super::{Committed, Prepared};
 use crate::error::ReloadFault;
+use crate::handback::ReloadError;
 use crate::options::Mode;
 use crate::stateful::Stateful;
 use crate::transfer::close_opened;
@@ -28,7 +29,7 @@ impl<'s, P: Stateful> Prepared<'s, P> {
     ///
     /// # Errors
     ///
-    /// [`GroupFailed`], with one [`ReloadFailed`] per member in the group's
+    /// [`GroupFailed`], with one [`ReloadError`] per member in the group's
     /// order: the member that failed has its fault, the others
     /// [`ReloadFault::GroupAborted`]. Every old version serves on as it was.
     pub fn commit_together(
@@ -103,7 +104,7 @@ pub struct GroupFailed<P: Hooks> {
     /// Whether gates had closed (and reopened on the old versions).
     pub rolled_back: bool,
     /// One per member, in the group's order.
-    pub members: Vec<ReloadFailed<P>>,
+    pub members: Vec<ReloadError<P>>,
 }
 
 impl<P: Stateful> GroupFailed<P> {

@@ -26,9 +26,10 @@ use crossbeam_epoch::Owned;
 use crate::drain::{cut_over, Version};
 use crate::error::ReloadFault;
 use crate::events::{Event, Proposal};
+use crate::handback::{ReloadError, Returned};
 use crate::hooks::{label, name_of, run_ref_hook, Hook};
 use crate::options::{Mode, ReloadOptions};
-use crate::plugin::PrepareError;
+use crate::plugin::ReadyError;
 use crate::shared::Shared;
 use crate::state::{Initialized, Loaded};
 use crate::stateful::Stateful;
@@ -41,7 +42,7 @@ mod outcome;
 mod quiesce;
 
 pub use group::GroupFailed;
-pub use outcome::{Committed, ReloadFailed, Returned};
+pub use outcome::Committed;
 
 /// The slot's reload turn, held from prepare to commit or abort. Dropping
 /// it gives the turn back and wakes whoever waits for it.
@@ -89,7 +90,7 @@ impl<P: Stateful> Slot<P> {
     ///
     /// # Errors
     ///
-    /// [`ReloadFailed`] with the new version in the phase it reached and
+    /// [`ReloadError`] with the new version in the phase it reached and
     /// whatever was taken from the old one; the slot serves on unchanged.
     /// [`ReloadFault::InProgress`] if another reload holds the turn (unless
     /// [`ReloadOptions::wait_for_turn`] was given, then only once that
@@ -99,7 +100,7 @@ impl<P: Stateful> Slot<P> {
         next: Plugin<P, Loaded>,
         cx: &P::Context,
         options: ReloadOptions,
-    ) -> Result<Prepared<'_, P>, ReloadFailed<P>> {
+    ) -> Result<Prepared<'_, P>, ReloadError<P>> {
         match self.take_turn(options.wait_for_turn) {
             Ok(turn) => self.prepare_in_turn(turn, next, cx, options),
             Err(fault) => {
@@ -114,7 +115,7 @@ impl<P: Stateful> Slot<P> {
         fault: ReloadFault,
         plugin: Returned<P>,
         salvage: Salvage,
-    ) -> ReloadFailed<P> {
+    ) -> ReloadError<P> {
         let shared = &*self.shared;
         Counters::bump(&shared.counters.failed_reloads);
         shared.emit(&Event::Failed {
@@ -123,7 +124,7 @@ impl<P: Stateful> Slot<P> {
             rolled_back: false,
             error: &fault,
         });
-        ReloadFailed::new(fault, plugin, salvage, &shared.name)
+        ReloadError::new(fault, plugin, salvage, &shared.name)
     }
 
     /// [`Slot::prepare`] with the turn already taken.
@@ -133,7 +134,7 @@ impl<P: Stateful> Slot<P> {
         next: Plugin<P, Loaded>,
         cx: &P::Context,
         options: ReloadOptions,
-    ) -> Result<Prepared<'s, P>, ReloadFailed<P>> {
+    ) -> Result<Prepared<'s, P>, ReloadError<P>> {
         let shared = &*self.shared;
         let fail = |fault, plugin, salvage| self.prepare_failed(fault, plugin, salvage);
         let fault = match name_of(next.get(), None) {
@@ -147,9 +148,9 @@ impl<P: Stateful> Slot<P> {
         if let Some(fault) = fault {
             return Err(fail(fault, Returned::Loaded(next), Salvage::default()));
         }
-        let next = match next.prepare(cx) {
+        let next = match next.ready(cx) {
             Ok(ready) => ready,
-            Err(PrepareError::Link(e)) => {
+            Err(ReadyError::Link(e)) => {
                 let (plugin, failure) = e.into_parts();
                 return Err(fail(
                     failure.into(),
@@ -157,7 +158,7 @@ impl<P: Stateful> Slot<P> {
                     Salvage::default(),
                 ));
             }
-            Err(PrepareError::Init(e)) => {
+            Err(ReadyError::Init(e)) => {
                 let (plugin, failure) = e.into_parts();
                 return Err(fail(
                     failure.into(),
@@ -350,11 +351,11 @@ impl<'s, P: Stateful> Prepared<'s, P> {
     ///
     /// # Errors
     ///
-    /// [`ReloadFailed`] with the new version (its opened resources closed)
+    /// [`ReloadError`] with the new version (its opened resources closed)
     /// and the [`Salvage`]; the old version serves on with its state and
     /// resources as they were. In quiesced mode: the drain timed out, or a
     /// step of the transfer failed, and the gate reopened on the old version.
-    pub fn commit(mut self) -> Result<Committed<P>, ReloadFailed<P>> {
+    pub fn commit(mut self) -> Result<Committed<P>, ReloadError<P>> {
         #[cfg(feature = "tracing")]
         let _entered = self.span.clone().entered();
         let result = match self.options.mode {
@@ -416,7 +417,7 @@ impl<'s, P: Stateful> Prepared<'s, P> {
     }
 
     /// Counts and reports a failure, and hands the new version back.
-    fn failed(&mut self, fault: ReloadFault, rolled_back: bool) -> ReloadFailed<P> {
+    fn failed(&mut self, fault: ReloadFault, rolled_back: bool) -> ReloadError<P> {
         let shared = &*self.slot.shared;
         Counters::bump(&shared.counters.failed_reloads);
         if rolled_back {
@@ -429,7 +430,7 @@ impl<'s, P: Stateful> Prepared<'s, P> {
             error: &fault,
         });
         let (next, salvage) = self.dismantle();
-        ReloadFailed::new(fault, Returned::Initialized(next), salvage, &shared.name)
+        ReloadError::new(fault, Returned::Initialized(next), salvage, &shared.name)
     }
 }
 

@@ -131,7 +131,7 @@ impl Probe {
     ///
     /// Never for a probe without faults (its `link` and `init` succeed).
     pub fn ready(id: u64, ledger: &Arc<Ledger>) -> crate::Plugin<Probe, crate::Initialized> {
-        match crate::Plugin::new(Probe::new(id, ledger)).prepare(&()) {
+        match crate::Plugin::new(Probe::new(id, ledger)).ready(&()) {
             Ok(ready) => ready,
             Err(e) => panic!("a fault-free probe prepares: {e}"),
         }

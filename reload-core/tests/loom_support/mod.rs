@@ -95,7 +95,7 @@ pub fn witness(id: u64, tally: &Arc<Tally>) -> Witness {
 }
 
 pub fn ready(id: u64, tally: &Arc<Tally>) -> Plugin<Witness, Initialized> {
-    match Plugin::new(witness(id, tally)).prepare(&()) {
+    match Plugin::new(witness(id, tally)).ready(&()) {
         Ok(ready) => ready,
         Err(e) => panic!("a witness always prepares: {e}"),
     }
@@ -223,7 +223,7 @@ impl Drop for Tallied {
 }
 
 pub fn tallied_slot(tally: &Arc<Tally>) -> Arc<Slot<Tallied>> {
-    match Tallied::new(1, tally).prepare(&()) {
+    match Tallied::new(1, tally).ready(&()) {
         Ok(ready) => Arc::new(Slot::new(ready)),
         Err(e) => panic!("a tallied plugin always prepares: {e}"),
     }
