@@ -92,9 +92,15 @@ impl<P: Stateful> Slot<P> {
     ///
     /// [`ReloadError`] with the new version in the phase it reached and
     /// whatever was taken from the old one; the slot serves on unchanged.
-    /// [`ReloadFault::InProgress`] if another reload holds the turn (unless
-    /// [`ReloadOptions::wait_for_turn`] was given, then only once that
-    /// timeout passed).
+    /// Its fault: [`ReloadFault::InProgress`] if another reload holds the
+    /// turn (unless [`ReloadOptions::wait_for_turn`] was given, then only
+    /// once that timeout passed); [`ReloadFault::Closed`];
+    /// [`ReloadFault::WrongPlugin`]; [`ReloadFault::Hook`] if a hook of
+    /// either version failed or panicked (`name`, `link`, `init`,
+    /// `resources`, and in immediate mode the transfer's); in immediate
+    /// mode also [`ReloadFault::Envelope`], [`ReloadFault::Migration`] or
+    /// [`ReloadFault::Resource`] from the transfer; [`ReloadFault::Vetoed`]
+    /// if a listener vetoed it.
     pub fn prepare(
         &self,
         next: Plugin<P, Loaded>,
@@ -353,8 +359,12 @@ impl<'s, P: Stateful> Prepared<'s, P> {
     ///
     /// [`ReloadError`] with the new version (its opened resources closed)
     /// and the [`Salvage`]; the old version serves on with its state and
-    /// resources as they were. In quiesced mode: the drain timed out, or a
-    /// step of the transfer failed, and the gate reopened on the old version.
+    /// resources as they were. Its fault: [`ReloadFault::Closed`] if the
+    /// slot was closed meanwhile; in quiesced mode
+    /// [`ReloadFault::DrainTimeout`], or the transfer's
+    /// ([`ReloadFault::Hook`], [`ReloadFault::Envelope`],
+    /// [`ReloadFault::Migration`], [`ReloadFault::Resource`]), after the
+    /// gate reopened on the old version.
     pub fn commit(mut self) -> Result<Committed<P>, ReloadError<P>> {
         #[cfg(feature = "tracing")]
         let _entered = self.span.clone().entered();
