@@ -117,8 +117,8 @@ file=lease.rs
 mutate '        self.shared.reap_after_release();' ''
 run "owned-lease-never-reaps" loom_owned_lease
 file=shared.rs
-mutate $'            if let Ok(version) = cut_over(&self.current, None) {\n                writer.draining.push(Entry {\n                    version,\n                    since: Instant::now(),\n                    orphaned: true,\n                });\n                self.orphans.fetch_add(1, Ordering::Relaxed);\n            }' \
-       $'            if let Ok(version) = cut_over(&self.current, None) {\n                writer.draining.push(Entry {\n                    version,\n                    since: Instant::now(),\n                    orphaned: true,\n                });\n            }'
+mutate $'            if let Ok(version) = cut_over(&this.current, None) {\n                writer.draining.push(Entry {\n                    version,\n                    since: Instant::now(),\n                    orphaned: true,\n                });\n                this.orphans.fetch_add(1, Ordering::Relaxed);\n            }' \
+       $'            if let Ok(version) = cut_over(&this.current, None) {\n                writer.draining.push(Entry {\n                    version,\n                    since: Instant::now(),\n                    orphaned: true,\n                });\n            }'
 run "slot-drop-orphan-uncounted" loom_owned_lease
 file=drain.rs
 

@@ -11,9 +11,21 @@
 use std::hint::black_box;
 
 use arc_swap::ArcSwap;
+use reload_core::manifest::Manifest;
+use reload_core::registry::{Handle, Package, Registry};
+use reload_core::verify::Unchecked;
 use reload_core::{Hooks, Plugin, Slot};
 
 const CALLS: u64 = 100_000;
+
+/// How many calls: `CALLS` from the environment (for timing by hand), else
+/// [`CALLS`].
+fn calls() -> u64 {
+    std::env::var("CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CALLS)
+}
 
 struct Val {
     value: u64,
@@ -21,12 +33,17 @@ struct Val {
 
 impl Hooks for Val {
     type Context = ();
+    fn name(&self) -> &str {
+        "val"
+    }
 }
+
+impl reload_core::Stateful for Val {}
 
 #[inline(never)]
 fn lease_calls(slot: &Slot<Val>) -> u64 {
     let mut sum = 0;
-    for _ in 0..CALLS {
+    for _ in 0..calls() {
         if let Ok(lease) = slot.enter() {
             sum += black_box(lease.value);
         }
@@ -37,7 +54,7 @@ fn lease_calls(slot: &Slot<Val>) -> u64 {
 #[inline(never)]
 fn owned_lease_calls(slot: &Slot<Val>) -> u64 {
     let mut sum = 0;
-    for _ in 0..CALLS {
+    for _ in 0..calls() {
         if let Ok(lease) = slot.enter_owned() {
             sum += black_box(lease.value);
         }
@@ -46,9 +63,20 @@ fn owned_lease_calls(slot: &Slot<Val>) -> u64 {
 }
 
 #[inline(never)]
+fn handle_calls(handle: &Handle<Val>) -> u64 {
+    let mut sum = 0;
+    for _ in 0..calls() {
+        if let Ok(call) = handle.enter() {
+            sum += black_box(call.value);
+        }
+    }
+    sum
+}
+
+#[inline(never)]
 fn arcswap_calls(swap: &ArcSwap<Val>) -> u64 {
     let mut sum = 0;
-    for _ in 0..CALLS {
+    for _ in 0..calls() {
         sum += black_box(swap.load().value);
     }
     sum
@@ -61,6 +89,20 @@ fn main() {
     };
     let slot = Slot::new(ready);
     let swap = ArcSwap::from_pointee(Val { value: 1 });
+    let registry = Registry::new(Unchecked);
+    let Ok(manifest) = Manifest::new("val", "1.0.0") else {
+        return;
+    };
+    if registry
+        .register(Package::new(Val { value: 1 }, manifest, Vec::new()), &())
+        .is_err()
+    {
+        return;
+    }
+    let Ok(handle) = registry.handle("val") else {
+        return;
+    };
+    let _ = handle.enter();
     // Warm up thread-locals and registrations outside the measured function.
     let _ = slot.enter();
     let _ = swap.load();
@@ -68,10 +110,25 @@ fn main() {
         "lease" => lease_calls(&slot),
         "owned_lease" => owned_lease_calls(&slot),
         "arcswap" => arcswap_calls(&swap),
+        "handle" => handle_calls(&handle),
+        "handle2" => {
+            // Another thread hammering the same handle meanwhile.
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = black_box(handle.enter().map(|c| c.value));
+                    }
+                });
+                let sum = handle_calls(&handle);
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                sum
+            })
+        }
         _ => {
-            eprintln!("usage: call_cost lease|owned_lease|arcswap");
+            eprintln!("usage: call_cost lease|owned_lease|handle|arcswap");
             return;
         }
     };
-    println!("{which}: {CALLS} calls, sum {sum}");
+    println!("{which}: {} calls, sum {sum}", calls());
 }

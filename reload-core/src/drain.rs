@@ -48,7 +48,7 @@ use std::ptr::NonNull;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crossbeam_epoch::{Atomic, Owned, Shared};
+use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 use crossbeam_utils::CachePadded;
 use lifecycle::{AtomicPhase, Phase};
 
@@ -173,7 +173,19 @@ impl<P> Version<P> {
         // Pinned across the decrement and the wake: once the count can reach
         // zero a drain may complete and `retire` the shell, and this pin is
         // what keeps the memory valid until we are done touching it.
-        let _guard = pin();
+        let guard = pin();
+        // SAFETY: forwarded; pinned above.
+        unsafe { Version::release_pinned(this, shard, &guard) }
+    }
+
+    /// [`Version::release`] under a pin the caller already holds (an owned
+    /// lease keeps it past the release, for the slot's bookkeeping).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Version::release`], and `_guard` was pinned before this call.
+    #[inline]
+    pub(crate) unsafe fn release_pinned(this: NonNull<Version<P>>, shard: usize, _guard: &Guard) {
         // SAFETY: the lease held on entry kept the version from being
         // drained; from the decrement on, `_guard` keeps the memory alive
         // (`retire` defers its free until every pin taken before it ends).

@@ -9,8 +9,10 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -18,7 +20,8 @@ use lifecycle::Phase;
 
 use crate::drain::{Hold, Version};
 use crate::error::{SlotClosed, TryEnterError};
-use crate::shared::Shared;
+use crate::loom::pin;
+use crate::shared::{release, Shared};
 use crate::waiters::TaskEntry;
 use crate::Hooks;
 
@@ -112,24 +115,31 @@ impl<P: Hooks> fmt::Debug for Lease<'_, P> {
 /// the slot was dropped) that has drained by then, running its `shutdown`
 /// on the dropping thread.
 ///
-/// Costs over a [`Lease`]: one reference-count increment and decrement,
-/// and one load on release.
+/// Costs over a [`Lease`]: one load on release. It counts no reference on
+/// the slot (a shared count would be a cache line every caller writes);
+/// the version it holds keeps the slot's shared part alive instead (see
+/// `shared.rs`).
 #[must_use = "a lease is given back as soon as it is dropped"]
 pub struct OwnedLease<P: Hooks> {
     hold: Hold<P>,
-    shared: Arc<Shared<P>>,
+    /// Alive while `hold` is: an unfinalized version keeps its slot's
+    /// shared part alive.
+    shared: NonNull<Shared<P>>,
 }
 
-// SAFETY: as for `Lease`; the `Arc<Shared<P>>` is `Send + Sync` for
-// `P: Hooks`.
+// SAFETY: as for `Lease`; `Shared<P>` is `Send + Sync` for `P: Hooks`, and
+// the lease only reads it (or reaps through it, which any thread may).
 unsafe impl<P: Hooks> Send for OwnedLease<P> {}
 // SAFETY: `&OwnedLease` only gives `&P`, and `P: Sync`.
 unsafe impl<P: Hooks> Sync for OwnedLease<P> {}
 
 impl<P: Hooks> OwnedLease<P> {
     #[inline]
-    pub(crate) fn new(hold: Hold<P>, shared: Arc<Shared<P>>) -> Self {
-        OwnedLease { hold, shared }
+    pub(crate) fn new(hold: Hold<P>, shared: &Arc<Shared<P>>) -> Self {
+        OwnedLease {
+            hold,
+            shared: NonNull::from(&**shared),
+        }
     }
 
     /// Generation of the version this lease holds.
@@ -157,20 +167,36 @@ impl<P: Hooks> Deref for OwnedLease<P> {
 
 impl<P: Hooks> Drop for OwnedLease<P> {
     fn drop(&mut self) {
-        // SAFETY: this lease's one hold, counted on `shard`, given back once.
-        unsafe { Version::release(self.hold.version, self.hold.shard) }
-        // `shared` is still ours (dropped after this body), so the slot's
-        // bookkeeping is alive even if the `Slot` is gone.
-        self.shared.reap_after_release();
+        // Pinned before the release: from the decrement on, our version may
+        // be finalized and the slot's shared part released, and the pin is
+        // what keeps its memory valid until we are done with it.
+        let guard = pin();
+        // SAFETY: this lease's one hold, counted on `shard`, given back once,
+        // under `guard`.
+        unsafe { Version::release_pinned(self.hold.version, self.hold.shard, &guard) }
+        // SAFETY: `shared` was alive when we pinned (our hold kept it so).
+        unsafe { Shared::reap_after_release(self.shared, guard) }
     }
 }
 
 impl<P: Hooks> fmt::Debug for OwnedLease<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedLease")
-            .field("plugin", &self.shared.name)
+            .field("plugin", &self.shared().name)
             .field("generation", &self.generation())
             .finish()
+    }
+}
+
+impl<P: Hooks> OwnedLease<P> {
+    /// Whether this lease is on a version of `slot`.
+    pub(crate) fn is_of(&self, slot: &crate::Slot<P>) -> bool {
+        std::ptr::eq(self.shared.as_ptr(), &**slot.shared)
+    }
+
+    fn shared(&self) -> &Shared<P> {
+        // SAFETY: alive while we hold our version (see the field).
+        unsafe { self.shared.as_ref() }
     }
 }
 
@@ -223,14 +249,15 @@ impl<P: Hooks> fmt::Debug for EnterFuture<'_, P> {
 /// [`EnterFuture`] for an [`OwnedLease`], and itself `'static`.
 #[must_use = "futures do nothing unless polled"]
 pub struct EnterOwnedFuture<P: Hooks> {
-    shared: Arc<Shared<P>>,
+    /// Released through the collector (see `shared.rs`).
+    shared: ManuallyDrop<Arc<Shared<P>>>,
     entry: TaskEntry,
 }
 
 impl<P: Hooks> EnterOwnedFuture<P> {
     pub(crate) fn new(shared: Arc<Shared<P>>) -> Self {
         EnterOwnedFuture {
-            shared,
+            shared: ManuallyDrop::new(shared),
             entry: None,
         }
     }
@@ -244,7 +271,7 @@ impl<P: Hooks> Future for EnterOwnedFuture<P> {
         let shared = &this.shared;
         shared.poll_enter(&mut this.entry, cx).map(|entered| {
             entered
-                .map(|hold| OwnedLease::new(hold, Arc::clone(shared)))
+                .map(|hold| OwnedLease::new(hold, shared))
                 .map_err(closed)
         })
     }
@@ -253,6 +280,8 @@ impl<P: Hooks> Future for EnterOwnedFuture<P> {
 impl<P: Hooks> Drop for EnterOwnedFuture<P> {
     fn drop(&mut self) {
         self.shared.gate.leave(&mut self.entry);
+        // SAFETY: taken once, here; the future is not used again.
+        release(unsafe { ManuallyDrop::take(&mut self.shared) });
     }
 }
 

@@ -9,9 +9,22 @@
 //! was dropped (the version is an *orphan*), whoever first sees it drained:
 //! dropping the handle, [`Slot::reap`](crate::Slot::reap), `close`,
 //! dropping the slot, or the drop of the owned lease that was its last.
-//! When the last reference to `Shared` goes, no lease can exist any more
-//! (borrowed leases borrow the slot, owned ones hold a reference), so every
-//! version still listed is finalized then.
+//!
+//! # How long `Shared` lives
+//!
+//! An owned lease points at `Shared` without counting a reference: a
+//! shared reference count would be one cache line every caller on every
+//! thread writes, which is what the per-thread shards exist to avoid. What
+//! keeps `Shared` alive for it instead is this invariant: *while a version
+//! is not finalized, someone holds an `Arc<Shared>`*: the `Slot`, the
+//! version's handle, or, once the slot is dropped with orphans left, the
+//! `keepalive` the slot's drop leaves in `Shared` itself, released by the
+//! reap that finalizes the last orphan. An owned lease keeps its version
+//! from being finalized, so `Shared` is alive when the lease's drop pins;
+//! and every drop of an `Arc<Shared>` that may be the last goes through the
+//! epoch collector ([`release`]), so the memory stays valid until that
+//! pinned drop is done with it. A lease that is `mem::forget`-ed keeps its
+//! version unfinalized forever, and so `Shared` too: leaked, never unsound.
 
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
@@ -19,7 +32,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crossbeam_epoch::{Atomic, Owned};
+use crossbeam_epoch::{Atomic, Guard, Owned};
 use lifecycle::Phase;
 
 use crate::drain::{acquire, cut_over, retire, Hold, Version};
@@ -56,15 +69,29 @@ pub(crate) struct Shared<P: Hooks> {
     pub(crate) listeners: Listeners,
     pub(crate) name: String,
     pub(crate) counters: Counters,
+    /// Debug builds: `LIVE` until dropped, checked by every owned lease's
+    /// drop before it uses `Shared`, so that a lifetime mistake fails a
+    /// test loudly rather than reading freed memory quietly.
+    #[cfg(debug_assertions)]
+    canary: std::sync::atomic::AtomicU64,
 }
 
-pub(crate) struct Writer<P> {
+#[cfg(debug_assertions)]
+const LIVE: u64 = 0x5eed_a11e_5eed_a11e;
+
+pub(crate) struct Writer<P: Hooks> {
     pub(crate) next_generation: u64,
     draining: Vec<Entry<P>>,
     /// A reload holds the turn (from prepare to commit or abort).
     pub(crate) turn: bool,
     /// A quiesced commit has the gate closed.
     pub(crate) quiescing: bool,
+    /// The `Slot` was dropped: no `Arc` of its own holds `Shared` any more.
+    slot_dropped: bool,
+    /// Once the slot is dropped, a reference held for as long as orphans
+    /// are listed (leases may be out on them), released by the reap that
+    /// finalizes the last of them. See the module docs.
+    keepalive: Option<Arc<Shared<P>>>,
 }
 
 struct Entry<P> {
@@ -81,7 +108,17 @@ struct Entry<P> {
 // retired.
 unsafe impl<P: Send + Sync> Send for Entry<P> {}
 
-impl<P> Writer<P> {
+impl<P: Hooks> Writer<P> {
+    /// Keeps `Shared` alive (a clone of `this`) while the slot is dropped
+    /// and orphans are listed; under the writer lock, like every change to
+    /// the list, so a reap that empties it always finds what to release.
+    fn keep_alive(&mut self, this: &Arc<Shared<P>>) {
+        if self.slot_dropped && self.keepalive.is_none() && self.draining.iter().any(|e| e.orphaned)
+        {
+            self.keepalive = Some(Arc::clone(this));
+        }
+    }
+
     /// Lists a version just cut over from, owned by a handle.
     pub(crate) fn track(&mut self, version: NonNull<Version<P>>, since: Instant) {
         self.draining.push(Entry {
@@ -113,6 +150,8 @@ impl<P: Hooks> Shared<P> {
                 draining: Vec::new(),
                 turn: false,
                 quiescing: false,
+                slot_dropped: false,
+                keepalive: None,
             }),
             orphans: AtomicUsize::new(0),
             gate_closed: AtomicBool::new(false),
@@ -121,6 +160,8 @@ impl<P: Hooks> Shared<P> {
             listeners: Listeners::default(),
             name,
             counters: Counters::default(),
+            #[cfg(debug_assertions)]
+            canary: std::sync::atomic::AtomicU64::new(LIVE),
         }
     }
 
@@ -210,48 +251,83 @@ impl<P: Hooks> Shared<P> {
 
     /// Called when a `Plugin<P, Draining>` is dropped unwaited: the slot
     /// takes the version over, and finalizes it at once if it has drained.
-    pub(crate) fn adopt(&self, version: NonNull<Version<P>>) {
+    /// `this` is the handle's reference, which the caller releases after.
+    pub(crate) fn adopt(this: &Arc<Self>, version: NonNull<Version<P>>) {
         {
-            let mut writer = self.writer.lock();
+            let mut writer = this.writer.lock();
             if let Some(entry) = writer.draining.iter_mut().find(|e| e.version == version) {
                 entry.orphaned = true;
                 // Relaxed: read after a release's SeqCst fence, and our
                 // `reap` below sums after its own (see `reap_after_release`).
-                self.orphans.fetch_add(1, Ordering::Relaxed);
+                this.orphans.fetch_add(1, Ordering::Relaxed);
             }
+            writer.keep_alive(this);
         }
-        self.reap(false);
+        this.reap(false);
     }
 
     /// Closes the slot as it is dropped: the current version becomes an
-    /// orphan (owned leases may still be out on it), and every orphan that
-    /// has drained is finalized now.
-    pub(crate) fn close_for_drop(&self) {
+    /// orphan (owned leases may still be out on it), every orphan that has
+    /// drained is finalized now, and if orphans are left, the slot's
+    /// reference (`this`) stays behind as the keepalive, for the reap that
+    /// finalizes the last of them to release.
+    pub(crate) fn close_for_drop(this: Arc<Self>) {
         {
-            let mut writer = self.writer.lock();
-            if let Ok(version) = cut_over(&self.current, None) {
+            let mut writer = this.writer.lock();
+            writer.slot_dropped = true;
+            if let Ok(version) = cut_over(&this.current, None) {
                 writer.draining.push(Entry {
                     version,
                     since: Instant::now(),
                     orphaned: true,
                 });
-                self.orphans.fetch_add(1, Ordering::Relaxed);
+                this.orphans.fetch_add(1, Ordering::Relaxed);
             }
+            writer.keep_alive(&this);
         }
-        self.reap(false);
+        this.reap(false);
+        release(this);
     }
 
-    /// After an owned lease was released: finalizes the orphans that
-    /// drained, if there are any. The load of `orphans` follows the
-    /// release's SeqCst fence, and an orphan is counted before its adopter
-    /// sums in `reap` (behind the fence in `is_drained`), so of this thread
-    /// and the adopter at least one sees the other: either the adopter's
-    /// sum sees our decrement, or we see the orphan and reap it.
-    pub(crate) fn reap_after_release(&self) {
+    /// After an owned lease was released (`guard` pinned before the
+    /// release): finalizes the orphans that drained, if there are any. The
+    /// load of `orphans` follows the release's SeqCst fence, and an orphan
+    /// is counted before its adopter sums in `reap` (behind the fence in
+    /// `is_drained`), so of this thread and the adopter at least one sees
+    /// the other: either the adopter's sum sees our decrement, or we see
+    /// the orphan and reap it.
+    ///
+    /// # Safety
+    ///
+    /// `this` points to a live `Shared` at the time `guard` was pinned (the
+    /// caller held a lease on one of its versions then).
+    pub(crate) unsafe fn reap_after_release(this: NonNull<Self>, guard: Guard) {
+        // SAFETY: live when `guard` pinned; every drop of an `Arc<Shared>`
+        // that may free it is deferred past our unpin (`release`).
+        let shared = unsafe { this.as_ref() };
+        #[cfg(debug_assertions)]
+        assert_eq!(
+            shared.canary.load(std::sync::atomic::Ordering::Relaxed),
+            LIVE,
+            "an owned lease outlived its slot's shared part"
+        );
         // Relaxed: ordered by the fences, as above.
-        if self.orphans.load(Ordering::Relaxed) != 0 {
-            self.reap(false);
+        if shared.orphans.load(Ordering::Relaxed) == 0 {
+            return;
         }
+        // The reap runs plugin code: not pinned, so hold a reference. The
+        // strong count is at least one while we are pinned (the reference
+        // whose release is deferred still counts).
+        // SAFETY: `this` came from `Arc::as_ptr` of a live `Arc<Shared>`,
+        // which is the pointer `Arc::into_raw` gives, and the count is
+        // non-zero (above).
+        let held = unsafe {
+            Arc::increment_strong_count(this.as_ptr().cast_const());
+            Arc::from_raw(this.as_ptr().cast_const())
+        };
+        drop(guard);
+        held.reap(false);
+        release(held);
     }
 
     /// Finalizes orphans that have drained, or all of them if `all` (only
@@ -260,6 +336,7 @@ impl<P: Hooks> Shared<P> {
     /// caller finalizes it; a shutdown or a `Drop` that panics is contained
     /// and the others are finalized all the same.
     pub(crate) fn reap(&self, all: bool) -> usize {
+        let mut keepalive = None;
         let ready: Vec<Entry<P>> = {
             let mut writer = self.writer.lock();
             let (ready, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut writer.draining)
@@ -270,6 +347,9 @@ impl<P: Hooks> Shared<P> {
                 });
             writer.draining = keep;
             self.orphans.fetch_sub(ready.len(), Ordering::Relaxed);
+            if !writer.draining.iter().any(|e| e.orphaned) {
+                keepalive = writer.keepalive.take();
+            }
             ready
         };
         let reaped = ready.len();
@@ -281,6 +361,11 @@ impl<P: Hooks> Shared<P> {
             // Nobody asked for the value back: it is dropped here, and a
             // panic in its `Drop` must not skip the orphans after it.
             self.drop_plugin(plugin, report.generation);
+        }
+        // The last orphan of a dropped slot is gone: so is the slot's
+        // reference (the caller holds one of its own while it runs this).
+        if let Some(keepalive) = keepalive {
+            release(keepalive);
         }
         reaped
     }
@@ -306,7 +391,8 @@ impl<P: Hooks> Shared<P> {
 #[doc(hidden)]
 pub struct DrainingBody<P: Hooks> {
     version: NonNull<Version<P>>,
-    shared: Arc<Shared<P>>,
+    /// Released through the collector (`release`), never dropped in place.
+    shared: ManuallyDrop<Arc<Shared<P>>>,
     since: Instant,
 }
 
@@ -324,7 +410,7 @@ impl<P: Hooks> DrainingBody<P> {
     ) -> Self {
         DrainingBody {
             version,
-            shared,
+            shared: ManuallyDrop::new(shared),
             since,
         }
     }
@@ -344,15 +430,17 @@ impl<P: Hooks> DrainingBody<P> {
     /// `shutdown` ran once (the failure, if any, is returned), and the value
     /// comes back with its report.
     pub(crate) fn finalize(self) -> (P, RemovalReport, Option<HookFailure>) {
-        let this = ManuallyDrop::new(self);
-        // SAFETY: moved out of a `ManuallyDrop` that is never used again, so
-        // the `Arc` is dropped exactly once, below.
-        let shared = unsafe { std::ptr::read(&this.shared) };
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: taken out of a body that is never used or dropped again,
+        // so the `Arc` is released exactly once, below.
+        let shared = unsafe { ManuallyDrop::take(&mut this.shared) };
         shared.untrack(this.version);
         // SAFETY: we own the version (the slot unlinked it for us), it is
         // drained (our caller saw it), and we no longer list it, so nothing
         // else finalizes it.
-        unsafe { finalize(&shared, this.version, this.since) }
+        let finalized = unsafe { finalize(&shared, this.version, this.since) };
+        release(shared);
+        finalized
     }
 }
 
@@ -361,21 +449,37 @@ impl<P: Hooks> Drop for DrainingBody<P> {
         // Dropped without waiting: the slot adopts the version and finalizes
         // it once it drains. We cannot block here (this thread may itself
         // hold a lease on the version).
-        self.shared.adopt(self.version);
+        Shared::adopt(&self.shared, self.version);
+        // SAFETY: dropped once, here; the body is not used again.
+        release(unsafe { ManuallyDrop::take(&mut self.shared) });
     }
 }
 
 impl<P: Hooks> Drop for Shared<P> {
     fn drop(&mut self) {
-        // The last reference: the slot is gone, and so is every owned lease
-        // and draining handle (each holds a reference), and every borrowed
-        // lease (each borrowed the slot). A lease that was `mem::forget`-ed
-        // can never be used again either. So whatever is still listed, and
-        // the current version if the slot was never closed, is finalized
-        // without waiting.
-        self.close_for_drop();
-        self.reap(true);
+        // The last reference: the slot is gone, and every version was
+        // finalized (an unfinalized one keeps a reference: see the module
+        // docs), but for a forgotten lease's, which keeps `Shared` alive
+        // and so never gets here.
+        debug_assert!(self.writer.lock().draining.is_empty());
     }
+}
+
+/// Drops a reference to a slot's shared part through the epoch collector:
+/// if it is the last, `Shared` is freed only after every thread pinned now
+/// has unpinned, so an owned lease's drop that pinned while its version was
+/// alive can still read it (see the module docs).
+pub(crate) fn release<P: Hooks>(shared: Arc<Shared<P>>) {
+    let guard = pin();
+    // The closure owns the reference; crossbeam runs it once no thread
+    // pinned before this point is still pinned.
+    guard.defer(move || drop(shared));
+    // Hand it to the global queue now, so a quiet process still frees it.
+    // (Not under loom: the flush is a hint for timeliness, not for safety,
+    // and its steps multiply the interleavings of every test that drops a
+    // handle or a slot.)
+    #[cfg(not(loom))]
+    guard.flush();
 }
 
 /// Runs the `shutdown` hook of a drained version exactly once, marks it

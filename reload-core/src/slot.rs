@@ -3,6 +3,7 @@
 //! the host can observe.
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -50,7 +51,9 @@ use crate::{Hooks, Plugin, Stateful};
 /// # Ok::<(), reload_core::SlotClosed>(())
 /// ```
 pub struct Slot<P: Hooks> {
-    pub(crate) shared: Arc<Shared<P>>,
+    /// Released through the collector when the slot is dropped (see
+    /// `shared.rs`), never dropped in place.
+    pub(crate) shared: ManuallyDrop<Arc<Shared<P>>>,
 }
 
 impl<P: Hooks> Slot<P> {
@@ -81,7 +84,7 @@ impl<P: Hooks> Slot<P> {
             Err(failure) => return Err(StepError::new(first, failure)),
         };
         Ok(Slot {
-            shared: Arc::new(Shared::new(first.into_inner(), name)),
+            shared: ManuallyDrop::new(Arc::new(Shared::new(first.into_inner(), name))),
         })
     }
 
@@ -176,7 +179,7 @@ impl<P: Hooks> Slot<P> {
             Some(hold) => hold,
             None => shared.enter_slow(None).map_err(|_| SlotClosed)?,
         };
-        Ok(OwnedLease::new(hold, Arc::clone(shared)))
+        Ok(OwnedLease::new(hold, shared))
     }
 
     /// [`Slot::try_enter`] for an [`OwnedLease`].
@@ -186,7 +189,7 @@ impl<P: Hooks> Slot<P> {
     /// As for [`Slot::try_enter`].
     pub fn try_enter_owned(&self) -> Result<OwnedLease<P>, TryEnterError> {
         let hold = self.shared.try_enter()?;
-        Ok(OwnedLease::new(hold, Arc::clone(&self.shared)))
+        Ok(OwnedLease::new(hold, &self.shared))
     }
 
     /// [`Slot::enter_deadline`] for an [`OwnedLease`].
@@ -200,7 +203,7 @@ impl<P: Hooks> Slot<P> {
             Some(hold) => hold,
             None => shared.enter_slow(Some(deadline))?,
         };
-        Ok(OwnedLease::new(hold, Arc::clone(shared)))
+        Ok(OwnedLease::new(hold, shared))
     }
 
     /// [`Slot::enter_async`] for an [`OwnedLease`]; the future is itself
@@ -492,9 +495,9 @@ impl<P: Hooks> Drop for Slot<P> {
     fn drop(&mut self) {
         // Closes the slot: the current version becomes an orphan, finalized
         // now if no lease is out on it, else by the drop of its last owned
-        // lease (borrowed ones are gone: they borrowed the slot), or, at the
-        // latest, when the last reference to the shared part goes.
-        self.shared.close_for_drop();
+        // lease (borrowed ones are gone: they borrowed the slot).
+        // SAFETY: taken once, here; the slot is not used again.
+        Shared::close_for_drop(unsafe { ManuallyDrop::take(&mut self.shared) });
     }
 }
 

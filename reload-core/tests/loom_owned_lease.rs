@@ -62,3 +62,23 @@ fn the_last_owned_lease_on_an_orphan_finalizes_it() {
         assert_eq!(tally.drops(), 2);
     });
 }
+
+/// No handle: the slot's drop races the owned lease's drop, and only the
+/// keepalive the drop leaves behind holds the slot's bookkeeping for the
+/// lease (debug builds check it is alive when the lease uses it).
+#[test]
+fn an_owned_lease_alone_outlives_its_slot() {
+    model(|| {
+        let tally = Tally::new();
+        let slot = slot(1, &tally);
+        let lease = slot.enter_owned().expect("open");
+        let caller = loom::thread::spawn(move || {
+            assert_eq!(lease.call(), 1);
+            drop(lease);
+        });
+        drop(slot);
+        caller.join().expect("caller");
+        assert_eq!(tally.shutdowns(), 1);
+        assert_eq!(tally.drops(), 1);
+    });
+}

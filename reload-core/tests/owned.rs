@@ -176,3 +176,37 @@ fn owned_leases_in_spawned_tasks_under_thousands_of_reloads() {
         assert_eq!((record.shutdowns, record.drops), (1, 1), "version {id}");
     }
 }
+
+/// The slot dropped with nothing but owned leases out (no draining handle
+/// holds its bookkeeping): the leases, dropped later on other threads,
+/// still find it alive (debug builds check a canary), and the last one on
+/// each version finalizes it, once.
+#[test]
+fn owned_leases_alone_keep_a_dropped_slot_s_versions_until_they_go() {
+    let ledger = Ledger::new();
+    let slot = Slot::new(ready(1, &ledger));
+    let on_one = [
+        slot.enter_owned().expect("open"),
+        slot.enter_owned().expect("open"),
+    ];
+    drop(slot.replace(ready(2, &ledger)).expect("replace")); // orphan
+    let on_two = slot.enter_owned().expect("open");
+    drop(slot);
+    assert!(
+        ledger.records().is_empty(),
+        "nothing finalized under a lease"
+    );
+    let threads: Vec<_> = on_one
+        .into_iter()
+        .map(|lease| std::thread::spawn(move || assert_eq!(lease.call(), 1)))
+        .collect();
+    for t in threads {
+        t.join().expect("lease dropped on its thread");
+    }
+    assert_eq!(ledger.records()[&1], once(2));
+    assert!(!ledger.records().contains_key(&2));
+    std::thread::spawn(move || assert_eq!(on_two.call(), 2))
+        .join()
+        .expect("the last lease");
+    assert_eq!(ledger.records()[&2], once(1));
+}

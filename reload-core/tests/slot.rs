@@ -372,8 +372,12 @@ fn a_forgotten_lease_does_not_block_dropping_the_slot() {
     let ledger = Ledger::new();
     let slot = Slot::new(ready(1, &ledger));
     std::mem::forget(slot.enter().expect("open"));
+    // Returns at once. The version's lease was never given back, so it is
+    // never shut down (a forgotten lease cannot be told from a live owned
+    // one): it is leaked, with the slot's bookkeeping, never finalized
+    // under a lease.
     drop(slot);
-    assert_eq!(ledger.records()[&1], once());
+    assert!(!ledger.records().contains_key(&1));
 }
 
 struct ThreadWaker(thread::Thread);

@@ -29,13 +29,8 @@ use crate::manifest::Manifest;
 use crate::{OwnedLease, Phase, Stateful};
 
 /// Inline room for a root and three dependencies before a call allocates.
-type Held<P> = SmallVec<[Leased<P>; 4]>;
-
-pub(crate) struct Leased<P: Stateful> {
-    /// Which node, for finding a plugin reached twice (a diamond).
-    node: usize,
-    lease: OwnedLease<Member<P>>,
-}
+/// (Kept small: a call is returned by value on every enter.)
+type Held<P> = SmallVec<[OwnedLease<Member<P>>; 4]>;
 
 /// One call through a [`Registry`](super::Registry): derefs to the plugin,
 /// and holds its declared dependencies (see [`Call::dependency`]) at
@@ -106,7 +101,7 @@ impl<P: Stateful> Call<P> {
 
     /// Its generation.
     pub fn generation(&self) -> u64 {
-        self.held[0].lease.generation()
+        self.held[0].generation()
     }
 
     /// A plugin this one requires (directly or through another), at the
@@ -119,13 +114,13 @@ impl<P: Stateful> Call<P> {
     /// requirements, breadth first.
     pub fn leased(&self) -> impl Iterator<Item = Dep<'_, P>> + '_ {
         self.held.iter().map(|l| Dep {
-            member: &l.lease,
-            generation: l.lease.generation(),
+            member: l,
+            generation: l.generation(),
         })
     }
 
     fn root(&self) -> &Member<P> {
-        &self.held[0].lease
+        &self.held[0]
     }
 }
 
@@ -151,12 +146,6 @@ impl<P: Stateful> std::fmt::Debug for Call<P> {
         list.finish()
     }
 }
-
-// SAFETY: a call is its leases (each `Send + Sync` for `P: Hooks`) and an
-// `Arc` of a node (`Send + Sync`); the `usize` node ids are plain numbers.
-unsafe impl<P: Stateful> Send for Leased<P> {}
-// SAFETY: as above; `&Leased` gives only `&Member<P>`, which is `Sync`.
-unsafe impl<P: Stateful> Sync for Leased<P> {}
 
 enum Attempt {
     Done,
@@ -187,14 +176,8 @@ fn acquire<P: Stateful>(root: &Node<P>, counters: &Counters) -> Result<Held<P>, 
 }
 
 fn lease_all<P: Stateful>(root: &Node<P>, held: &mut Held<P>) -> Result<Attempt, EnterError> {
-    let root_id = root as *const Node<P> as usize;
     match root.slot.try_enter_owned() {
-        Ok(lease) => {
-            held.push(Leased {
-                node: root_id,
-                lease,
-            });
-        }
+        Ok(lease) => held.push(lease),
         Err(TryEnterError::Quiescing) => {
             root.slot.shared.wait_gate(None);
             return Ok(Attempt::Waited);
@@ -207,17 +190,17 @@ fn lease_all<P: Stateful>(root: &Node<P>, held: &mut Held<P>) -> Result<Attempt,
     }
     let mut i = 0;
     while i < held.len() {
-        let member: *const Member<P> = &*held[i].lease;
+        let member: *const Member<P> = &*held[i];
         // SAFETY: `held[i]` is a lease on the version that owns this
         // member; it stays in `held` (which only grows) until we return,
         // so the member is live while we use it. Pushing may move the
         // `Leased` values, not the versions they point to.
         let member = unsafe { &*member };
         for (k, dep) in member.deps.iter().enumerate() {
-            let id = Arc::as_ptr(dep) as usize;
-            if let Some(seen) = held.iter().find(|l| l.node == id) {
+            // A slot is one node's, so its leases name the node.
+            if let Some(seen) = held.iter().find(|l| l.is_of(&dep.slot)) {
                 // Reached twice (a diamond): one version for both paths.
-                if !member.accepts(k, seen.lease.generation(), seen.lease.manifest()) {
+                if !member.accepts(k, seen.generation(), seen.manifest()) {
                     return Ok(Attempt::Retry);
                 }
                 continue;
@@ -227,7 +210,7 @@ fn lease_all<P: Stateful>(root: &Node<P>, held: &mut Held<P>) -> Result<Attempt,
                     if !member.accepts(k, lease.generation(), lease.manifest()) {
                         return Ok(Attempt::Retry);
                     }
-                    held.push(Leased { node: id, lease });
+                    held.push(lease);
                 }
                 Err(TryEnterError::Quiescing) => {
                     // Give everything back before waiting: the group commit
@@ -244,7 +227,7 @@ fn lease_all<P: Stateful>(root: &Node<P>, held: &mut Held<P>) -> Result<Attempt,
                 // If the root is still current, the registry is broken:
                 // say so rather than spin.
                 Err(TryEnterError::Closed) => {
-                    if held[0].lease.phase() == Phase::Active {
+                    if held[0].phase() == Phase::Active {
                         return Err(EnterError::Unregistered {
                             name: dep.slot.name().to_owned(),
                         });
