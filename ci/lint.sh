@@ -9,8 +9,11 @@ echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo clippy -p reload-core --all-features (the tracing feature)"
 cargo clippy -p reload-core --all-targets --all-features -- -D warnings
+echo "== cargo clippy -p reload-core --no-default-features (a Slot-only build)"
+cargo clippy -p reload-core --lib --no-default-features -- -D warnings
 echo "== cargo doc -D warnings"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
+RUSTDOCFLAGS=-Dwarnings cargo doc -p reload-core --no-deps --no-default-features
 echo "== cargo clippy on the loom tests (--cfg loom)"
 RUSTFLAGS="--cfg loom --cfg crossbeam_loom" CARGO_TARGET_DIR=target/loom \
   cargo clippy -p reload-core --tests --profile loom -- -D warnings
