@@ -37,31 +37,25 @@ PY
 }
 
 failures=0
-# run_plain NAME TEST: the same, but a plain (non-loom) test binary, for
-# what loom cannot see (memory freed too early is not a loom event).
-run_plain() {
-  local name="$1" test="$2"
-  local start=$(date +%s)
-  if (cd "$scratch" && RUSTFLAGS= CARGO_TARGET_DIR="$root/target/mutants-plain" \
-        timeout 900 cargo test -q -p reload-core --test "$test" >"$scratch/$name.log" 2>&1); then
-    echo "SURVIVED  $name ($test passed): the tests miss this mistake"
-    failures=$((failures + 1))
-  else
-    local why
-    why=$(grep -m1 -oE "outlived[^\"]*|assertion[^\n]*|panicked[^\n]*" "$scratch/$name.log" || echo "failed")
-    echo "killed    $name by $test (plain) in $(( $(date +%s) - start )) s: $why"
-  fi
-}
+# run NAME TEST [plain]: whether TEST rejects the mutant now in the scratch
+# copy: a loom test, or with `plain` an ordinary test binary, for what loom
+# cannot see (memory freed too early is not a loom event).
 run() {
-  local name="$1" test="$2"
+  local name="$1" test="$2" stage="${3:-loom}"
   local start=$(date +%s)
-  if (cd "$scratch" && timeout 900 cargo test -q --profile loom -p reload-core --test "$test" -- --test-threads=1 >"$scratch/$name.log" 2>&1); then
-    echo "SURVIVED  $name ($test passed): the loom tests miss this mistake"
+  local cmd=(cargo test -q --profile loom -p reload-core --test "$test" -- --test-threads=1)
+  local env=()
+  if [ "$stage" = plain ]; then
+    cmd=(cargo test -q -p reload-core --test "$test")
+    env=(RUSTFLAGS= CARGO_TARGET_DIR="$root/target/mutants-plain")
+  fi
+  if (cd "$scratch" && env "${env[@]}" timeout 900 "${cmd[@]}" >"$scratch/$name.log" 2>&1); then
+    echo "SURVIVED  $name ($test passed): the $stage tests miss this mistake"
     failures=$((failures + 1))
   else
     local why
-    why=$(grep -m1 -oE "Causality violation[^.]*|deadlock|S1 violated[^\"]*|assertion[^\n]*" "$scratch/$name.log" || echo "failed")
-    echo "killed    $name by $test in $(( $(date +%s) - start )) s: $why"
+    why=$(grep -m1 -oE "Causality violation[^.]*|deadlock|S1 violated[^\"]*|outlived[^\"]*|assertion[^\n]*|panicked at [^:]*" "$scratch/$name.log" || echo "failed")
+    echo "killed    $name by $test ($stage) in $(( $(date +%s) - start )) s: $why"
   fi
 }
 
@@ -142,7 +136,7 @@ run "slot-drop-orphan-uncounted" loom_owned_lease
 # collector and checks the debug canary must catch it.
 mutate $'            }\n            writer.keep_alive(&this);\n        }\n        this.reap(false);' \
        $'            }\n        }\n        this.reap(false);'
-run_plain "slot-drop-without-keepalive" owned
+run "slot-drop-without-keepalive" owned plain
 file=drain.rs
 
 # The gate of quiesced reloads (Q1-Q2 with pairs A and B).

@@ -6,7 +6,17 @@
 #![cfg(loom)]
 
 mod loom_support;
-use loom_support::{model, ready, slot, Tally};
+use loom_support::{model, ready, slot, Tally, Witness};
+use reload_core::OwnedLease;
+
+/// A thread that makes one call through `lease`, checks it ran on
+/// `version`, and drops the lease there (racing whatever the test does).
+fn call_and_drop(lease: OwnedLease<Witness>, version: u64) -> loom::thread::JoinHandle<()> {
+    loom::thread::spawn(move || {
+        assert_eq!(lease.call(), version);
+        drop(lease);
+    })
+}
 
 #[test]
 fn an_owned_lease_outlives_its_slot() {
@@ -18,10 +28,7 @@ fn an_owned_lease_outlives_its_slot() {
         // the shared part's own drop.
         let old = slot.replace(ready(2, &tally)).expect("open");
         let lease = slot.enter_owned().expect("open");
-        let caller = loom::thread::spawn(move || {
-            assert_eq!(lease.call(), 2);
-            drop(lease);
-        });
+        let caller = call_and_drop(lease, 2);
         drop(slot);
         caller.join().expect("caller");
         assert_eq!(
@@ -43,10 +50,7 @@ fn the_last_owned_lease_on_an_orphan_finalizes_it() {
         let tally = Tally::new();
         let slot = slot(1, &tally);
         let lease = slot.enter_owned().expect("open");
-        let caller = loom::thread::spawn(move || {
-            assert_eq!(lease.call(), 1);
-            drop(lease);
-        });
+        let caller = call_and_drop(lease, 1);
         // Orphaned while the lease may or may not be out: the adopter's
         // reap or the lease's drop finalizes it, and exactly one does.
         drop(slot.replace(ready(2, &tally)).expect("open"));
@@ -72,10 +76,7 @@ fn an_owned_lease_alone_outlives_its_slot() {
         let tally = Tally::new();
         let slot = slot(1, &tally);
         let lease = slot.enter_owned().expect("open");
-        let caller = loom::thread::spawn(move || {
-            assert_eq!(lease.call(), 1);
-            drop(lease);
-        });
+        let caller = call_and_drop(lease, 1);
         drop(slot);
         caller.join().expect("caller");
         assert_eq!(tally.shutdowns(), 1);
