@@ -190,6 +190,7 @@ impl<P: Hooks> fmt::Debug for OwnedLease<P> {
 
 impl<P: Hooks> OwnedLease<P> {
     /// Whether this lease is on a version of `slot`.
+    #[cfg(feature = "registry")]
     pub(crate) fn is_of(&self, slot: &crate::Slot<P>) -> bool {
         std::ptr::eq(self.shared.as_ptr(), &**slot.shared)
     }
