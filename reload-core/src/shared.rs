@@ -263,7 +263,7 @@ impl<P: Hooks> Shared<P> {
             }
             writer.keep_alive(this);
         }
-        this.reap(false);
+        this.reap();
     }
 
     /// Closes the slot as it is dropped: the current version becomes an
@@ -285,7 +285,7 @@ impl<P: Hooks> Shared<P> {
             }
             writer.keep_alive(&this);
         }
-        this.reap(false);
+        this.reap();
         release(this);
     }
 
@@ -326,16 +326,15 @@ impl<P: Hooks> Shared<P> {
             Arc::from_raw(this.as_ptr().cast_const())
         };
         drop(guard);
-        held.reap(false);
+        held.reap();
         release(held);
     }
 
-    /// Finalizes orphans that have drained, or all of them if `all` (only
-    /// when no lease can exist any more: the last reference to `Shared` is
-    /// going). Each is taken off the list under the lock, so exactly one
-    /// caller finalizes it; a shutdown or a `Drop` that panics is contained
-    /// and the others are finalized all the same.
-    pub(crate) fn reap(&self, all: bool) -> usize {
+    /// Finalizes the orphans that have drained. Each is taken off the list
+    /// under the lock, so exactly one caller finalizes it; a shutdown or a
+    /// `Drop` that panics is contained and the others are finalized all the
+    /// same.
+    pub(crate) fn reap(&self) -> usize {
         let mut keepalive = None;
         let ready: Vec<Entry<P>> = {
             let mut writer = self.writer.lock();
@@ -343,7 +342,7 @@ impl<P: Hooks> Shared<P> {
                 .into_iter()
                 .partition(|entry| {
                     // SAFETY: the entry is still listed, so not yet retired.
-                    entry.orphaned && (all || unsafe { entry.version.as_ref() }.is_drained())
+                    entry.orphaned && unsafe { entry.version.as_ref() }.is_drained()
                 });
             writer.draining = keep;
             self.orphans.fetch_sub(ready.len(), Ordering::Relaxed);
@@ -354,9 +353,8 @@ impl<P: Hooks> Shared<P> {
         };
         let reaped = ready.len();
         for entry in ready {
-            // SAFETY: orphaned, so no handle owns it; drained (or, with
-            // `all`, no lease can exist); removed from the list above, so no
-            // one else will finalize it.
+            // SAFETY: orphaned, so no handle owns it; drained; removed from
+            // the list above, so no one else will finalize it.
             let (plugin, report, _) = unsafe { finalize(self, entry.version, entry.since) };
             // Nobody asked for the value back: it is dropped here, and a
             // panic in its `Drop` must not skip the orphans after it.

@@ -468,7 +468,7 @@ impl<P: Hooks> Slot<P> {
     /// the cut-over only). A panic in an orphan's `shutdown` or `Drop` is
     /// contained and counted; the other orphans are finalized all the same.
     pub fn reap(&self) -> usize {
-        self.shared.reap(false)
+        self.shared.reap()
     }
 }
 
