@@ -134,8 +134,8 @@ run "slot-drop-orphan-uncounted" loom_owned_lease
 # slot's shared part. loom cannot see memory freed too early (and under
 # loom the deferred free may never run), so a plain test that drives the
 # collector and checks the debug canary must catch it.
-mutate $'            }\n            writer.keep_alive(&this);\n        }\n        this.reap(false);' \
-       $'            }\n        }\n        this.reap(false);'
+mutate $'            }\n            writer.keep_alive(&this);\n        }\n        this.reap();' \
+       $'            }\n        }\n        this.reap();'
 run "slot-drop-without-keepalive" owned plain
 file=drain.rs
 
