@@ -53,6 +53,8 @@
 //!
 //! Beyond one slot:
 //!
+//! - [`Slot::enter_owned`] gives an [`OwnedLease`]: `Send + 'static`, for a
+//!   call that moves into a spawned task or outlives the slot itself.
 //! - [`Slot::prepare`] makes a reload a transaction for plugins with state
 //!   and resources ([`Stateful`]; [`docs::stateful`]).
 //! - `registry::Registry` (the `registry` feature, on by default) holds many
@@ -86,7 +88,8 @@
 //!   contained; the slot keeps serving what it served, and every error hands
 //!   back what it was given.
 //! - **Drains complete, and can be bounded** (L1, L2): the last release wakes
-//!   the waiter (no polling); a wait with a deadline hands the version back.
+//!   every waiter, threads and tasks alike (no polling); a wait with a
+//!   deadline hands the version back and unregisters only itself.
 //!
 //! # How it works
 //!
