@@ -102,6 +102,16 @@ fn a_thousand_quiesced_reloads_under_increments_lose_and_double_nothing() {
                 })
             })
             .collect();
+        // Stops the workers however this closure ends: a failed reload
+        // (a panic below) must fail the test with its message, not leave
+        // the scope waiting for workers that never stop.
+        struct StopOnExit<'a>(&'a AtomicBool);
+        impl Drop for StopOnExit<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop_on_exit = StopOnExit(&stop);
         for i in 0..RELOADS {
             // Increments are continuous *between* reloads too: on a loaded
             // machine the workers might otherwise not run until the end.
