@@ -18,7 +18,7 @@ fn dylib_call(c: &mut Criterion) {
     let loader = Loader::new().unwrap_or_else(|e| panic!("{e}"));
     let registry: Registry<DylibPlugin> = Registry::new(Unchecked);
     let package = loader.package(&libs.v1).unwrap_or_else(|e| panic!("{e}"));
-    if let Err(r) = registry.register(package, &()) {
+    if let Err(r) = registry.register(package, b"") {
         panic!("{r}");
     }
     let handle = registry.handle("adder").unwrap_or_else(|e| panic!("{e}"));

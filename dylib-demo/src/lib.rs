@@ -238,7 +238,7 @@ pub fn run(libs: &Libraries, config: &Config) -> Result<Report, String> {
     let loader = Arc::new(Loader::in_dir(stage.join("copies")).map_err(|e| e.to_string())?);
     let registry: Arc<Registry<DylibPlugin>> = Arc::new(Registry::new(pins));
     let first = loader.package(&live).map_err(|e| e.to_string())?;
-    registry.register(first, &()).map_err(|r| r.to_string())?;
+    registry.register(first, b"").map_err(|r| r.to_string())?;
     // Watches the file and reloads the registry from it on each settled
     // change, reporting every outcome.
     let auto = AutoReload::spawn(

@@ -64,7 +64,7 @@ fn the_same_path_reloaded_maps_a_new_library_each_time() {
     let loader = Loader::in_dir(dir.join("copies")).expect("loader");
     fs::copy(&libs().v1, &live).expect("copy");
     let prepare =
-        |path| match Plugin::new(loader.package(path).expect("package").into_plugin()).ready(&()) {
+        |path| match Plugin::new(loader.package(path).expect("package").into_plugin()).ready(b"") {
             Ok(p) => p,
             Err(e) => panic!("{e}"),
         };
@@ -95,14 +95,14 @@ fn broken_truncated_and_foreign_files_are_refused_typed() {
     let loader = Loader::in_dir(dir.join("copies")).expect("loader");
     let registry: Registry<DylibPlugin> = Registry::new(Unchecked);
     registry
-        .register(loader.package(&libs().v1).expect("v1"), &())
+        .register(loader.package(&libs().v1).expect("v1"), b"")
         .expect("registered");
 
     // A future ABI: refused at link, the old version serving.
     let r = registry
         .reload(
             vec![loader.package(&libs().broken).expect("it packages")],
-            &(),
+            b"",
             ReloadOptions::immediate(),
         )
         .expect_err("refused");
@@ -110,7 +110,7 @@ fn broken_truncated_and_foreign_files_are_refused_typed() {
         RegistryError::Reload { fault, .. } => {
             let text = fault.to_string();
             assert!(
-                text.contains("ABI mismatch: the ABI version is 0x3e7, this host expects 0x1"),
+                text.contains("ABI mismatch: the ABI version is 0x3e7, this host expects 0x2"),
                 "{text}"
             );
         }

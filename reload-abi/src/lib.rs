@@ -3,9 +3,9 @@
 //!
 //! A plugin library exports two things:
 //!
-//! - its [manifest](https://docs.rs/reload-core) bytes in an ELF section
-//!   named [`MANIFEST_SECTION`], so the host can read and verify them
-//!   *before* it maps the library (mapping runs the library's constructors);
+//! - its manifest bytes in an ELF section named [`MANIFEST_SECTION`], so the
+//!   host can read and verify them *before* it maps the library (mapping
+//!   runs the library's constructors);
 //! - a function [`DESCRIPTOR_SYMBOL`] returning a [`Descriptor`]: a magic
 //!   number, the ABI version, the descriptor's size, the manifest again (the
 //!   host checks both copies agree) and the entry points.
@@ -15,13 +15,36 @@
 //! [`export_plugin!`] catches panics (an unwind must not cross `extern
 //! "C"`) and reports them as [`Status::Panicked`].
 //!
+//! # Version 2: state and resources
+//!
+//! ABI 2 makes a library a full stateful plugin: besides `init`, `call` and
+//! `shutdown` it exports `describe` (its state schema and resources),
+//! `save`, `migrate`, `restore`, and the resource hand-off (`persist`,
+//! `check_compat`, `open`, `checkpoint`, `resume`, `close`), so a reload
+//! from one library file to the next carries state and hands resources
+//! over exactly as for in-process plugins. `init` receives the host's
+//! configuration bytes. A library built against ABI 1 is refused, typed
+//! (its `init` takes no configuration and it has no state entry points):
+//! rebuild it against this crate.
+//!
+//! Every entry point has one shape ([`EntryFn`]): an input slice, and an
+//! output that is either written into the host's buffer (when it fits) or
+//! handed over as the library's own allocation ([`Output`]), which the host
+//! copies and gives back through [`Descriptor::free`]. So no entry point
+//! ever runs twice for one request (a `call` that delivers a change, a
+//! `save`, an `init`), whatever the size of what it returns. Requests and
+//! replies other than plain bytes use the [`wire`] encodings; the host
+//! decodes everything a library hands back with total decoders.
+//!
 //! ```ignore
 //! struct Adder { step: u64 }
 //! impl reload_abi::Plugin for Adder {
 //!     fn new() -> Self { Adder { step: 1 } }
 //!     fn call(&self, input: &[u8]) -> Result<Vec<u8>, String> { /* ... */ }
 //! }
-//! reload_abi::export_plugin!(Adder, b"reload-manifest 1\nname adder\nversion 1.0.0\nexport call\n");
+//! // Name and version from Cargo (`CARGO_PKG_NAME`, `CARGO_PKG_VERSION`),
+//! // or given: `export_plugin!(Adder, name: "adder", exports: ["call"])`.
+//! reload_abi::export_plugin!(Adder, exports: ["call"]);
 //! ```
 #![no_std]
 
@@ -29,15 +52,22 @@ extern crate alloc;
 #[doc(hidden)]
 pub extern crate std;
 
+#[doc(hidden)]
+pub mod export;
+pub mod manifest;
+pub mod wire;
+
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ffi::c_void;
+
+pub use wire::{Resource, ResourceKind};
 
 /// First field of every descriptor: "RELOADAB".
 pub const MAGIC: u64 = 0x5245_4c4f_4144_4142;
 
 /// The ABI this crate describes. A change to [`Descriptor`] bumps it.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The exported function that returns the descriptor (NUL-terminated).
 pub const DESCRIPTOR_SYMBOL: &[u8] = b"reload_plugin_descriptor\0";
@@ -49,15 +79,12 @@ pub const MANIFEST_SECTION: &str = ".reload_manifest";
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
-    /// Done.
+    /// Done; the output is the result.
     Ok = 0,
-    /// Failed; the message is in the output buffer.
+    /// Failed; the output is the message.
     Failed = 1,
-    /// Panicked (caught on the plugin's side); the message is in the
-    /// output buffer.
+    /// Panicked (caught on the plugin's side); the output is the message.
     Panicked = 2,
-    /// The output buffer is too small; `*output_len` holds the size needed.
-    TooSmall = 3,
 }
 
 impl Status {
@@ -67,20 +94,48 @@ impl Status {
             0 => Some(Status::Ok),
             1 => Some(Status::Failed),
             2 => Some(Status::Panicked),
-            3 => Some(Status::TooSmall),
             _ => None,
+        }
+    }
+}
+
+/// Where an entry point's output is. The host zeroes it before the call.
+///
+/// - `ptr` null: the output is the first `len` bytes of the host's buffer
+///   (`len` at most the buffer's capacity, or the host refuses it);
+/// - `ptr` not null: the output is the library's allocation `ptr`, `len`
+///   bytes of `cap`; the host copies it and passes all three back to
+///   [`Descriptor::free`].
+#[repr(C)]
+#[derive(Debug)]
+pub struct Output {
+    /// The library's allocation, or null.
+    pub ptr: *mut u8,
+    /// The output's length.
+    pub len: usize,
+    /// The allocation's capacity (when `ptr` is not null).
+    pub cap: usize,
+}
+
+impl Output {
+    /// Nothing written yet.
+    pub const fn empty() -> Self {
+        Output {
+            ptr: core::ptr::null_mut(),
+            len: 0,
+            cap: 0,
         }
     }
 }
 
 /// `create() -> instance` (null on failure).
 pub type CreateFn = unsafe extern "C" fn() -> *mut c_void;
-/// `init` / `shutdown`: `(instance, out, out_cap, out_len) -> status`; on
-/// failure the message goes to `out`.
-pub type LifecycleFn = unsafe extern "C" fn(*mut c_void, *mut u8, usize, *mut usize) -> i32;
-/// `call(instance, input, input_len, out, out_cap, out_len) -> status`.
-pub type CallFn =
-    unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut u8, usize, *mut usize) -> i32;
+/// Every entry point: `(instance, input, input_len, buf, buf_cap, out) ->
+/// status` (see [`Output`]).
+pub type EntryFn =
+    unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut u8, usize, *mut Output) -> i32;
+/// `free(ptr, len, cap)`: gives back an [`Output`] allocation.
+pub type FreeFn = unsafe extern "C" fn(*mut u8, usize, usize);
 /// `destroy(instance)`.
 pub type DestroyFn = unsafe extern "C" fn(*mut c_void);
 /// The descriptor function's type.
@@ -89,6 +144,11 @@ pub type DescriptorFn = unsafe extern "C" fn() -> *const Descriptor;
 /// A plugin library's description of itself. `#[repr(C)]`, versioned by
 /// [`ABI_VERSION`] and sized by `size`, so a host can refuse a mismatch
 /// before touching any entry point.
+///
+/// Which entry points take the instance exclusively (the host guarantees
+/// no other entry point runs on it meanwhile): `init`, `restore`, `open`,
+/// `resume`, `close`, `shutdown`, `destroy`. The others may run on many
+/// threads at once.
 #[repr(C)]
 #[derive(Debug)]
 pub struct Descriptor {
@@ -104,32 +164,58 @@ pub struct Descriptor {
     pub manifest_len: usize,
     /// Makes an instance.
     pub create: CreateFn,
-    /// Initializes it.
-    pub init: LifecycleFn,
-    /// One call.
-    pub call: CallFn,
-    /// Shuts it down (before its last drop).
-    pub shutdown: LifecycleFn,
     /// Frees it.
     pub destroy: DestroyFn,
+    /// Gives back an output allocation.
+    pub free: FreeFn,
+    /// Initializes it; input: the host's configuration bytes.
+    pub init: EntryFn,
+    /// One call.
+    pub call: EntryFn,
+    /// Shuts it down (after the last call, before `destroy`).
+    pub shutdown: EntryFn,
+    /// Output: [`wire::encode_description`] (state schema, resources).
+    pub describe: EntryFn,
+    /// Output: [`wire::encode_saved`].
+    pub save: EntryFn,
+    /// Input and output: [`wire::encode_at_schema`] (one step).
+    pub migrate: EntryFn,
+    /// Input: the state, at the version's schema.
+    pub restore: EntryFn,
+    /// Input: [`wire::encode_name`]; output: the persisted bytes.
+    pub persist: EntryFn,
+    /// Input: [`wire::encode_compat`].
+    pub check_compat: EntryFn,
+    /// Input: [`wire::encode_named`] (name, persisted bytes).
+    pub open: EntryFn,
+    /// Input: [`wire::encode_name`]; output: the position, eight bytes.
+    pub checkpoint: EntryFn,
+    /// Input: [`wire::encode_named_position`].
+    pub resume: EntryFn,
+    /// Input: [`wire::encode_name`].
+    pub close: EntryFn,
 }
 
 // SAFETY: a descriptor is immutable static data and function pointers.
 unsafe impl Sync for Descriptor {}
 
 /// What a plugin library implements; [`export_plugin!`] turns it into
-/// entry points.
+/// entry points. The state and resource methods mirror `reload-core`'s
+/// `Stateful`, with the same defaults: a plugin with no state and no
+/// resources writes none of them.
 pub trait Plugin: Send + Sync + 'static {
     /// A fresh instance.
     fn new() -> Self
     where
         Self: Sized;
-    /// Initializes it (opens what it needs).
+    /// Initializes it with the host's configuration bytes (whatever the
+    /// host passes as the context of the load; empty by default).
     ///
     /// # Errors
     ///
     /// A message; the host refuses the version and keeps the old one.
-    fn init(&mut self) -> Result<(), String> {
+    fn init(&mut self, config: &[u8]) -> Result<(), String> {
+        let _ = config;
         Ok(())
     }
     /// One call.
@@ -146,174 +232,155 @@ pub trait Plugin: Send + Sync + 'static {
     fn shutdown(&mut self) -> Result<(), String> {
         Ok(())
     }
-}
-
-/// Writes `bytes` to the host's buffer, or reports the size needed.
-///
-/// # Safety
-///
-/// `out` must be valid for `cap` bytes of writes and `out_len` for one
-/// `usize` write (the host's buffers).
-#[doc(hidden)]
-pub unsafe fn write_out(bytes: &[u8], out: *mut u8, cap: usize, out_len: *mut usize) -> bool {
-    // SAFETY: the caller's contract.
-    unsafe { *out_len = bytes.len() };
-    if bytes.len() > cap {
-        return false;
+    /// The schema of the state it saves and restores.
+    fn schema(&self) -> u32 {
+        0
     }
-    // SAFETY: `bytes.len() <= cap`, and `out` is valid for `cap` bytes.
-    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len()) };
-    true
+    /// The resources it owns and hands over on reload (read once, when
+    /// the library is linked).
+    fn resources(&self) -> Vec<Resource> {
+        Vec::new()
+    }
+    /// Its state, or `None` (old version; no call in flight in quiesced
+    /// reloads).
+    ///
+    /// # Errors
+    ///
+    /// A message; the reload is refused and the old version keeps serving.
+    fn save(&self) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+    /// One migration step on the new version, from schema `from` to a
+    /// later one.
+    ///
+    /// # Errors
+    ///
+    /// A message; the reload is refused.
+    fn migrate(&self, from: u32, state: Vec<u8>) -> Result<(u32, Vec<u8>), String> {
+        let _ = state;
+        Err(alloc::format!(
+            "no migration from schema {from} to {}",
+            self.schema()
+        ))
+    }
+    /// Takes over the state (at [`schema`](Self::schema)), before serving.
+    ///
+    /// # Errors
+    ///
+    /// A message; the reload is refused.
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        let _ = state;
+        Ok(())
+    }
+    /// Old version: the persisted form of an index, which stays open.
+    ///
+    /// # Errors
+    ///
+    /// A message; the reload is refused.
+    fn persist(&self, resource: &str) -> Result<Vec<u8>, String> {
+        Err(alloc::format!("`persist` is not implemented ({resource})"))
+    }
+    /// Old version: the position a stream reached, which stays open.
+    ///
+    /// # Errors
+    ///
+    /// A message; the reload is refused.
+    fn checkpoint(&self, resource: &str) -> Result<u64, String> {
+        Err(alloc::format!(
+            "`checkpoint` is not implemented ({resource})"
+        ))
+    }
+    /// New version: can it open what the old version persisted as `old`?
+    /// Called on the real bytes; the default accepts only the same schema.
+    ///
+    /// # Errors
+    ///
+    /// A message; a hard refusal of the reload.
+    fn check_compat(&self, old: &Resource, persisted: &[u8]) -> Result<(), String> {
+        let _ = persisted;
+        match self.resources().into_iter().find(|r| r.name == old.name) {
+            Some(mine) if mine.schema == old.schema => Ok(()),
+            Some(mine) => Err(alloc::format!(
+                "`{}` is schema {} here but {} in the old version",
+                old.name,
+                mine.schema,
+                old.schema
+            )),
+            None => Err(alloc::format!("`{}` is not a resource here", old.name)),
+        }
+    }
+    /// New version: opens an index from its persisted form.
+    ///
+    /// # Errors
+    ///
+    /// A message; the reload is refused.
+    fn open(&mut self, resource: &str, persisted: &[u8]) -> Result<(), String> {
+        let _ = persisted;
+        Err(alloc::format!("`open` is not implemented ({resource})"))
+    }
+    /// New version: continues a stream from `position`.
+    ///
+    /// # Errors
+    ///
+    /// A message; the reload is refused.
+    fn resume(&mut self, resource: &str, position: u64) -> Result<(), String> {
+        Err(alloc::format!(
+            "`resume` is not implemented ({resource} at {position})"
+        ))
+    }
+    /// New version: undoes an `open` or `resume` of a failed reload.
+    fn close(&mut self, resource: &str) {
+        let _ = resource;
+    }
 }
 
-/// Exports `$ty` (a [`Plugin`]) with the manifest `$manifest` (a byte
-/// string literal): the manifest section, the descriptor function, and the
-/// entry points, each catching panics.
+/// Exports `$ty` (a [`Plugin`]): the manifest section, the descriptor
+/// function and the entry points, each catching panics.
+///
+/// The manifest is built at compile time: `name` defaults to the crate's
+/// name (`CARGO_PKG_NAME`), `version` to its version (`CARGO_PKG_VERSION`),
+/// so the version is written once, in `Cargo.toml`; `exports` lists the
+/// entry points dependents may use, `requires` the plugins it needs, each
+/// as the manifest's `requires` line (`"math >=1,<2 uses eval"`).
+///
+/// ```ignore
+/// reload_abi::export_plugin!(Udf, name: "udf", exports: ["score", "tag"]);
+/// reload_abi::export_plugin!(Stats, exports: ["eval"], requires: ["math ^1 uses eval"]);
+/// ```
 #[macro_export]
 macro_rules! export_plugin {
-    ($ty:ty, $manifest:expr) => {
+    ($ty:ty $(, name: $name:expr)? $(, version: $version:expr)?, exports: [$($export:expr),* $(,)?] $(, requires: [$($req:expr),* $(,)?])? $(,)?) => {
         const _: () = {
-            use $crate::std::boxed::Box;
-            use $crate::std::ffi::c_void;
-            use $crate::std::panic::{catch_unwind, AssertUnwindSafe};
-            use $crate::std::string::String;
-
-            const MANIFEST_LEN: usize = $manifest.len();
+            const NAME: &str = $crate::__first!($($name)?, env!("CARGO_PKG_NAME"));
+            const VERSION: &str = $crate::__first!($($version)?, env!("CARGO_PKG_VERSION"));
+            const EXPORTS: &[&str] = &[$($export),*];
+            const REQUIRES: &[&str] = &[$($($req),*)?];
+            const LEN: usize = $crate::manifest::manifest_len(NAME, VERSION, EXPORTS, REQUIRES);
 
             #[used]
             #[link_section = ".reload_manifest"]
-            static MANIFEST: [u8; MANIFEST_LEN] = *$manifest;
+            static MANIFEST: [u8; LEN] =
+                $crate::manifest::manifest_bytes::<LEN>(NAME, VERSION, EXPORTS, REQUIRES);
 
-            fn message(payload: Box<dyn core::any::Any + Send>) -> String {
-                match payload.downcast::<String>() {
-                    Ok(s) => *s,
-                    Err(payload) => match payload.downcast::<&'static str>() {
-                        Ok(s) => String::from(*s),
-                        Err(_) => String::from("a non-string panic"),
-                    },
-                }
-            }
-
-            fn status<T>(
-                result: Result<Result<T, String>, Box<dyn core::any::Any + Send>>,
-                ok: impl FnOnce(T) -> bool,
-                out: *mut u8,
-                cap: usize,
-                out_len: *mut usize,
-            ) -> i32 {
-                let (code, text) = match result {
-                    Ok(Ok(value)) => {
-                        return if ok(value) {
-                            $crate::Status::Ok as i32
-                        } else {
-                            $crate::Status::TooSmall as i32
-                        }
-                    }
-                    Ok(Err(e)) => ($crate::Status::Failed, e),
-                    Err(p) => ($crate::Status::Panicked, message(p)),
-                };
-                // SAFETY: the host's buffers (see `write_out`).
-                if unsafe { $crate::write_out(text.as_bytes(), out, cap, out_len) } {
-                    code as i32
-                } else {
-                    $crate::Status::TooSmall as i32
-                }
-            }
-
-            unsafe extern "C" fn create() -> *mut c_void {
-                match catch_unwind(|| Box::new(<$ty as $crate::Plugin>::new())) {
-                    Ok(b) => Box::into_raw(b).cast(),
-                    Err(_) => core::ptr::null_mut(),
-                }
-            }
-
-            /// `init` and `shutdown`: exclusive access, panics caught.
-            ///
-            /// # Safety
-            ///
-            /// `this` came from `create`, and the host gives this call
-            /// exclusive access (init once before any call, shutdown once
-            /// after the last); `out`/`len` are the host's buffers.
-            unsafe fn lifecycle(
-                this: *mut c_void,
-                out: *mut u8,
-                cap: usize,
-                len: *mut usize,
-                step: fn(&mut $ty) -> Result<(), String>,
-            ) -> i32 {
-                // SAFETY: the caller's contract.
-                let this = unsafe { &mut *this.cast::<$ty>() };
-                let r = catch_unwind(AssertUnwindSafe(|| step(this)));
-                status(r, |()| true, out, cap, len)
-            }
-
-            unsafe extern "C" fn init(
-                this: *mut c_void,
-                out: *mut u8,
-                cap: usize,
-                len: *mut usize,
-            ) -> i32 {
-                // SAFETY: the host calls `init` once, before any call.
-                unsafe { lifecycle(this, out, cap, len, <$ty as $crate::Plugin>::init) }
-            }
-
-            unsafe extern "C" fn shutdown(
-                this: *mut c_void,
-                out: *mut u8,
-                cap: usize,
-                len: *mut usize,
-            ) -> i32 {
-                // SAFETY: the host calls `shutdown` once, after the last call.
-                unsafe { lifecycle(this, out, cap, len, <$ty as $crate::Plugin>::shutdown) }
-            }
-
-            unsafe extern "C" fn call(
-                this: *mut c_void,
-                input: *const u8,
-                input_len: usize,
-                out: *mut u8,
-                cap: usize,
-                len: *mut usize,
-            ) -> i32 {
-                // SAFETY: `this` came from `create`; calls share it (`Sync`).
-                let this = unsafe { &*this.cast::<$ty>() };
-                // SAFETY: the host passes a valid input slice.
-                let input = unsafe { core::slice::from_raw_parts(input, input_len) };
-                let r = catch_unwind(AssertUnwindSafe(|| $crate::Plugin::call(this, input)));
-                // SAFETY: the host's buffers.
-                status(
-                    r,
-                    |bytes| unsafe { $crate::write_out(&bytes, out, cap, len) },
-                    out,
-                    cap,
-                    len,
-                )
-            }
-
-            unsafe extern "C" fn destroy(this: *mut c_void) {
-                // SAFETY: `this` came from `create`; destroyed once.
-                let _ = catch_unwind(AssertUnwindSafe(|| {
-                    drop(unsafe { Box::from_raw(this.cast::<$ty>()) })
-                }));
-            }
-
-            static DESCRIPTOR: $crate::Descriptor = $crate::Descriptor {
-                magic: $crate::MAGIC,
-                abi_version: $crate::ABI_VERSION,
-                size: core::mem::size_of::<$crate::Descriptor>() as u32,
-                manifest: MANIFEST.as_ptr(),
-                manifest_len: MANIFEST_LEN,
-                create,
-                init,
-                call,
-                shutdown,
-                destroy,
-            };
+            static DESCRIPTOR: $crate::Descriptor =
+                $crate::export::descriptor::<$ty>(MANIFEST.as_ptr(), LEN);
 
             #[no_mangle]
             extern "C" fn reload_plugin_descriptor() -> *const $crate::Descriptor {
                 &DESCRIPTOR
             }
         };
+    };
+}
+
+/// The first of its arguments, or the second if the first is absent.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __first {
+    ($given:expr, $default:expr) => {
+        $given
+    };
+    (, $default:expr) => {
+        $default
     };
 }

@@ -6,7 +6,7 @@
 
 use std::ffi::c_void;
 
-use reload_abi::Descriptor;
+use reload_abi::{Descriptor, Output};
 
 #[used]
 #[link_section = ".reload_manifest"]
@@ -17,22 +17,22 @@ unsafe extern "C" fn create() -> *mut c_void {
     std::process::abort()
 }
 
-unsafe extern "C" fn lifecycle(_: *mut c_void, _: *mut u8, _: usize, _: *mut usize) -> i32 {
-    std::process::abort()
-}
-
-unsafe extern "C" fn call(
+unsafe extern "C" fn entry(
     _: *mut c_void,
     _: *const u8,
     _: usize,
     _: *mut u8,
     _: usize,
-    _: *mut usize,
+    _: *mut Output,
 ) -> i32 {
     std::process::abort()
 }
 
 unsafe extern "C" fn destroy(_: *mut c_void) {
+    std::process::abort()
+}
+
+unsafe extern "C" fn free(_: *mut u8, _: usize, _: usize) {
     std::process::abort()
 }
 
@@ -43,10 +43,21 @@ static DESCRIPTOR: Descriptor = Descriptor {
     manifest: MANIFEST.as_ptr(),
     manifest_len: MANIFEST.len(),
     create,
-    init: lifecycle,
-    call,
-    shutdown: lifecycle,
     destroy,
+    free,
+    init: entry,
+    call: entry,
+    shutdown: entry,
+    describe: entry,
+    save: entry,
+    migrate: entry,
+    restore: entry,
+    persist: entry,
+    check_compat: entry,
+    open: entry,
+    checkpoint: entry,
+    resume: entry,
+    close: entry,
 };
 
 #[no_mangle]

@@ -2,7 +2,8 @@
 //! dylib demo and tests.
 #![allow(missing_docs)]
 
-const VERSION: &str = "1.1.0";
+// The version is written once, in Cargo.toml.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn apply(x: u64) -> u64 {
     x.wrapping_mul(2)
@@ -10,7 +11,4 @@ fn apply(x: u64) -> u64 {
 
 include!("../../shared/adder.rs");
 
-reload_abi::export_plugin!(
-    Adder,
-    b"reload-manifest 1\nname adder\nversion 1.1.0\nexport call\n"
-);
+reload_abi::export_plugin!(Adder, name: "adder", exports: ["call"]);

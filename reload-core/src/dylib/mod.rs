@@ -24,6 +24,8 @@
 //! `docs/dylib.md`.
 
 mod elf;
+mod entry;
+mod state;
 mod watch;
 
 use std::ffi::c_void;
@@ -35,12 +37,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use elf::ElfError;
-use reload_abi::{Descriptor, DescriptorFn, Status, ABI_VERSION, DESCRIPTOR_SYMBOL, MAGIC};
+pub use reload_abi::wire::WireError;
+use reload_abi::{Descriptor, DescriptorFn, EntryFn, ABI_VERSION, DESCRIPTOR_SYMBOL, MAGIC};
 pub use watch::{AutoReload, Change, Outcome, Refusal, Watcher};
 
 use crate::manifest::{Manifest, ManifestError};
 use crate::registry::Package;
-use crate::{BoxError, Hooks, Stateful};
+use crate::{BoxError, Hooks, Resource};
 
 /// Why a library was refused or a call into it failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,10 +111,32 @@ pub enum DylibError {
     /// An entry point returned a status the ABI does not define.
     #[error("the plugin returned unknown status {0}")]
     Status(i32),
+    /// An entry point's output is not where or what the ABI says: longer
+    /// than the host's buffer it claims to be in, longer than its
+    /// allocation, or over the host's limit ([`MAX_OUTPUT`]).
+    #[error("`{entry}` returned a bad output: {reason}")]
+    Output {
+        /// The entry point.
+        entry: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An entry point's reply does not decode ([`reload_abi::wire`]).
+    #[error("`{entry}` returned bytes that do not decode: {source}")]
+    Garbage {
+        /// The entry point.
+        entry: &'static str,
+        /// The decoder's error.
+        source: WireError,
+    },
     /// The plugin was called before `link` (a bug in the host).
     #[error("the library is not linked")]
     NotLinked,
 }
+
+/// The longest reply the host takes from an entry point (64 MiB): a
+/// persisted index or a state larger than this is refused, typed.
+pub const MAX_OUTPUT: usize = 64 << 20;
 
 /// The manifest bytes of a plugin library file, read without mapping it,
 /// after checking that the file is a whole ELF library (see
@@ -221,6 +246,8 @@ impl Loader {
             linked: None,
             copy: PrivateCopy(copy),
             calls: Arc::default(),
+            schema: 0,
+            resources: Vec::new(),
         };
         Ok(Package::new(plugin, manifest, bytes))
     }
@@ -262,6 +289,9 @@ pub struct DylibPlugin {
     // After `linked`: the copy is deleted once the library is unmapped.
     copy: PrivateCopy,
     calls: Arc<AtomicU64>,
+    /// The state schema and resources the library declared at link.
+    schema: u32,
+    resources: Vec<Resource>,
 }
 
 // SAFETY: `export_plugin!` requires the plugin type to be `Send + Sync`;
@@ -283,37 +313,6 @@ impl fmt::Debug for DylibPlugin {
     }
 }
 
-/// Runs an entry point: first into a buffer on the stack (most outputs are
-/// small, and this saves an allocation and a zeroing per call), then, if
-/// the plugin asks for more, into a heap buffer of the size it asked for.
-fn run_entry(
-    mut entry: impl FnMut(*mut u8, usize, *mut usize) -> i32,
-) -> Result<Vec<u8>, DylibError> {
-    let mut stack = [0u8; 256];
-    let mut heap = Vec::new();
-    loop {
-        let buf: &mut [u8] = if heap.is_empty() {
-            &mut stack
-        } else {
-            &mut heap
-        };
-        let mut len = 0usize;
-        let code = entry(buf.as_mut_ptr(), buf.len(), &mut len);
-        let written = &buf[..len.min(buf.len())];
-        let text = || String::from_utf8_lossy(written).into_owned();
-        match Status::from_raw(code) {
-            Some(Status::Ok) => return Ok(written.to_vec()),
-            Some(Status::TooSmall) if len > buf.len() && len <= 64 << 20 => heap = vec![0; len],
-            Some(Status::TooSmall) => {
-                return Err(DylibError::Failed(format!("output of {len} bytes refused")))
-            }
-            Some(Status::Failed) => return Err(DylibError::Failed(text())),
-            Some(Status::Panicked) => return Err(DylibError::Panicked(text())),
-            None => return Err(DylibError::Status(code)),
-        }
-    }
-}
-
 impl DylibPlugin {
     /// One call into the library.
     ///
@@ -321,23 +320,8 @@ impl DylibPlugin {
     ///
     /// The plugin's failure or (caught) panic, as a [`DylibError`].
     pub fn call(&self, input: &[u8]) -> Result<Vec<u8>, DylibError> {
-        let linked = self.linked.as_ref().ok_or(DylibError::NotLinked)?;
         self.calls.fetch_add(1, Ordering::Relaxed);
-        run_entry(|out, cap, len| {
-            // SAFETY: the descriptor and instance are live while `linked`
-            // is (we hold `&self`, and a lease keeps `self` alive); the
-            // buffers are ours and sized as passed.
-            unsafe {
-                ((*linked.descriptor).call)(
-                    linked.instance,
-                    input.as_ptr(),
-                    input.len(),
-                    out,
-                    cap,
-                    len,
-                )
-            }
-        })
+        self.shared(|d| d.call, "call", input)
     }
 
     /// Calls made into this version.
@@ -421,17 +405,31 @@ impl DylibPlugin {
         })
     }
 
-    fn lifecycle(
-        &mut self,
-        pick: fn(&Descriptor) -> reload_abi::LifecycleFn,
-    ) -> Result<(), DylibError> {
+    /// Runs an entry point that reads the instance (calls may share it).
+    fn shared(
+        &self,
+        pick: fn(&Descriptor) -> EntryFn,
+        what: &'static str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, DylibError> {
         let linked = self.linked.as_ref().ok_or(DylibError::NotLinked)?;
-        // SAFETY: descriptor live with the library (held in `linked`).
-        let entry = pick(unsafe { &*linked.descriptor });
-        let instance = linked.instance;
-        // SAFETY: `&mut self`: no call runs concurrently; the instance is
-        // live; the buffers are ours.
-        run_entry(|out, cap, len| unsafe { entry(instance, out, cap, len) }).map(drop)
+        // SAFETY: the descriptor is live while the library is (`linked`
+        // holds both, and a lease or `&self` keeps `self` alive); a shared
+        // entry may run on many threads at once (the ABI's contract).
+        unsafe { entry::run(&*linked.descriptor, pick, linked.instance, what, input) }
+    }
+
+    /// Runs an entry point that takes the instance exclusively.
+    fn exclusive(
+        &mut self,
+        pick: fn(&Descriptor) -> EntryFn,
+        what: &'static str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, DylibError> {
+        let linked = self.linked.as_ref().ok_or(DylibError::NotLinked)?;
+        // SAFETY: as in `shared`, and `&mut self`: no other entry runs on
+        // the instance meanwhile.
+        unsafe { entry::run(&*linked.descriptor, pick, linked.instance, what, input) }
     }
 }
 
@@ -450,7 +448,9 @@ impl Drop for DylibPlugin {
 }
 
 impl Hooks for DylibPlugin {
-    type Context = ();
+    /// The configuration bytes the library's `init` receives (`b""` for
+    /// none): whatever the host passes when it registers or reloads.
+    type Context = [u8];
 
     fn name(&self) -> &str {
         &self.name
@@ -463,17 +463,28 @@ impl Hooks for DylibPlugin {
     fn link(&mut self) -> Result<(), BoxError> {
         let linked = self.link_library()?;
         self.linked = Some(linked);
+        // What the version declares is read once, here: a library whose
+        // description does not decode is refused before it initializes.
+        let description = self.shared(|d| d.describe, "describe", &[])?;
+        let (schema, resources) =
+            reload_abi::wire::decode_description(&description).map_err(|source| {
+                DylibError::Garbage {
+                    entry: "describe",
+                    source,
+                }
+            })?;
+        self.schema = schema;
+        self.resources = resources.into_iter().map(state::from_abi).collect();
         Ok(())
     }
 
-    fn init(&mut self, (): &()) -> Result<(), BoxError> {
-        Ok(self.lifecycle(|d| d.init)?)
+    fn init(&mut self, config: &[u8]) -> Result<(), BoxError> {
+        self.exclusive(|d| d.init, "init", config)?;
+        Ok(())
     }
 
     fn shutdown(&mut self) -> Result<(), BoxError> {
-        Ok(self.lifecycle(|d| d.shutdown)?)
+        self.exclusive(|d| d.shutdown, "shutdown", &[])?;
+        Ok(())
     }
 }
-
-/// Plugin libraries carry no state across reloads through this ABI yet.
-impl Stateful for DylibPlugin {}

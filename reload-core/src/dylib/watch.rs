@@ -181,7 +181,9 @@ pub struct AutoReload {
 
 impl AutoReload {
     /// Starts watching `path` (see [`Watcher::new`]) and reloading from it
-    /// with `options`, waiting up to `drain` for each old version.
+    /// with `options`, waiting up to `drain` for each old version. Each new
+    /// version's `init` gets no configuration (see
+    /// [`AutoReload::spawn_with_config`]).
     ///
     /// # Errors
     ///
@@ -193,6 +195,24 @@ impl AutoReload {
         debounce: Duration,
         options: crate::ReloadOptions,
         drain: Duration,
+    ) -> notify::Result<Self> {
+        Self::spawn_with_config(registry, loader, path, debounce, options, drain, Vec::new())
+    }
+
+    /// [`AutoReload::spawn`], passing `config` to each new version's
+    /// `init` (the library's configuration bytes).
+    ///
+    /// # Errors
+    ///
+    /// The watch could not start.
+    pub fn spawn_with_config(
+        registry: std::sync::Arc<crate::registry::Registry<super::DylibPlugin>>,
+        loader: std::sync::Arc<super::Loader>,
+        path: &Path,
+        debounce: Duration,
+        options: crate::ReloadOptions,
+        drain: Duration,
+        config: Vec<u8>,
     ) -> notify::Result<Self> {
         use std::sync::atomic::{AtomicBool, Ordering};
         let watcher = Watcher::new(path, debounce)?;
@@ -206,7 +226,8 @@ impl AutoReload {
                     let Some(change) = watcher.next_change(Duration::from_millis(50)) else {
                         continue;
                     };
-                    let outcome = reload_from(&registry, &loader, &change.path, &options, drain);
+                    let outcome =
+                        reload_from(&registry, &loader, &change.path, &config, &options, drain);
                     if tx.send(outcome).is_err() {
                         return;
                     }
@@ -239,6 +260,7 @@ fn reload_from(
     registry: &crate::registry::Registry<super::DylibPlugin>,
     loader: &super::Loader,
     path: &Path,
+    config: &[u8],
     options: &crate::ReloadOptions,
     drain: Duration,
 ) -> Outcome {
@@ -252,7 +274,7 @@ fn reload_from(
     };
     let plugin = package.manifest().name().to_owned();
     let to = package.manifest().version().clone();
-    let report = match registry.reload(vec![package], &(), options.clone()) {
+    let report = match registry.reload(vec![package], config, options.clone()) {
         Ok(report) => report,
         // The refused version (and its private copy) is dropped here.
         Err(rejected) => return refused(rejected.error.into()),
