@@ -158,7 +158,7 @@ pub fn manifest_section(bytes: &[u8]) -> Result<&[u8], ElfError> {
 #[derive(Debug)]
 pub struct Loader {
     dir: PathBuf,
-    next: AtomicU64,
+    next: Arc<AtomicU64>,
 }
 
 impl Loader {
@@ -185,7 +185,7 @@ impl Loader {
         fs::create_dir_all(&dir)?;
         Ok(Loader {
             dir,
-            next: AtomicU64::new(1),
+            next: Arc::new(AtomicU64::new(1)),
         })
     }
 
@@ -220,37 +220,57 @@ impl Loader {
             path: path.to_owned(),
             source,
         })?;
-        let section = section.to_vec();
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
         let file = path
             .file_name()
             .map_or_else(|| "plugin".into(), |f| f.to_string_lossy().into_owned());
-        let copy = self.dir.join(format!("{n:06}-{file}"));
-        // The very bytes checked (and, by the registry, verified) are the
-        // ones mapped: written once, here, and never reopened for writing.
-        let written = fs::File::create_new(&copy).and_then(|mut f| {
-            f.write_all(&bytes)?;
-            f.sync_all()
-        });
-        if let Err(e) = written {
-            let _ = fs::remove_file(&copy);
-            return Err(DylibError::Io {
-                path: copy,
-                source: e,
-            });
-        }
-        let plugin = DylibPlugin {
-            name: manifest.name().to_owned(),
-            version: manifest.version().to_string(),
-            section,
-            linked: None,
-            copy: PrivateCopy(copy),
-            calls: Arc::default(),
-            schema: 0,
-            resources: Vec::new(),
+        let plugin = private_copy(&self.dir, &self.next, &file, &bytes, &manifest, section)?;
+        // A revert makes the version again from the same bytes: a new
+        // private copy, mapped afresh (the old one was unmapped).
+        let dir = self.dir.clone();
+        let next = Arc::clone(&self.next);
+        let respawn = move |manifest: &Manifest, bytes: &[u8]| -> Result<DylibPlugin, BoxError> {
+            let section = manifest_section(bytes).map_err(|e| e.to_string())?;
+            Ok(private_copy(&dir, &next, &file, bytes, manifest, section)?)
         };
-        Ok(Package::new(plugin, manifest, bytes))
+        Ok(Package::new(plugin, manifest, bytes).respawn(respawn))
     }
+}
+
+/// Writes `bytes` to a new private copy in `dir` and makes an unlinked
+/// version of it.
+fn private_copy(
+    dir: &Path,
+    next: &AtomicU64,
+    file: &str,
+    bytes: &[u8],
+    manifest: &Manifest,
+    section: &[u8],
+) -> Result<DylibPlugin, DylibError> {
+    let n = next.fetch_add(1, Ordering::Relaxed);
+    let copy = dir.join(format!("{n:06}-{file}"));
+    // The very bytes checked (and, by the registry, verified) are the
+    // ones mapped: written once, here, and never reopened for writing.
+    let written = fs::File::create_new(&copy).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&copy);
+        return Err(DylibError::Io {
+            path: copy,
+            source: e,
+        });
+    }
+    Ok(DylibPlugin {
+        name: manifest.name().to_owned(),
+        version: manifest.version().to_string(),
+        section: section.to_vec(),
+        linked: None,
+        copy: PrivateCopy(copy),
+        calls: Arc::default(),
+        schema: 0,
+        resources: Vec::new(),
+    })
 }
 
 impl Drop for Loader {

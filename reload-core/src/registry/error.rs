@@ -108,6 +108,14 @@ pub enum RegistryError {
     /// A new plugin's `link` or `init` failed or panicked (registration).
     #[error(transparent)]
     Init(HookFailure),
+    /// [`Registry::revert`](super::Registry::revert) has nothing to go back to.
+    #[error("cannot revert `{name}`: {reason}")]
+    NothingToRevert {
+        /// The plugin.
+        name: String,
+        /// Why: no version was replaced, or it cannot be made again.
+        reason: String,
+    },
     /// A reload of `plugin` failed; everything reloaded with it was
     /// aborted, and every old version serves on.
     #[error("reload of `{plugin}` failed: {fault}")]

@@ -19,6 +19,69 @@ pub struct Package<P> {
     pub(crate) content: Arc<[u8]>,
     pub(crate) digest: Digest,
     pub(crate) signature: Option<Arc<[u8]>>,
+    pub(crate) respawn: Option<Respawn<P>>,
+}
+
+/// How to make a version's plugin value again from its manifest and
+/// content, so the registry can [`revert`](super::Registry::revert) to it
+/// after the value itself was shut down (see [`Package::respawn`]).
+pub type Respawn<P> = Arc<dyn Fn(&Manifest, &[u8]) -> Result<P, BoxError> + Send + Sync>;
+
+/// What the registry keeps of a version to make it again: everything of
+/// its package but the plugin value.
+pub(crate) struct Kept<P> {
+    manifest: Arc<Manifest>,
+    content: Arc<[u8]>,
+    digest: Digest,
+    signature: Option<Arc<[u8]>>,
+    respawn: Option<Respawn<P>>,
+}
+
+impl<P> Clone for Kept<P> {
+    fn clone(&self) -> Self {
+        Kept {
+            manifest: Arc::clone(&self.manifest),
+            content: Arc::clone(&self.content),
+            digest: self.digest,
+            signature: self.signature.clone(),
+            respawn: self.respawn.clone(),
+        }
+    }
+}
+
+impl<P> Kept<P> {
+    pub(crate) fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    pub(crate) fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// A new package of the same artifact: `None` if it has no respawn.
+    pub(crate) fn respawn(&self) -> Option<Result<Package<P>, BoxError>> {
+        let respawn = self.respawn.as_ref()?;
+        // The host's code: a panic is an error of the revert, like a
+        // failure.
+        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            respawn(&self.manifest, &self.content)
+        }))
+        .unwrap_or_else(|payload| {
+            Err(format!(
+                "respawn panicked: {}",
+                crate::hooks::panic_message(payload.as_ref())
+            )
+            .into())
+        });
+        Some(made.map(|plugin| Package {
+            plugin,
+            manifest: Arc::clone(&self.manifest),
+            content: Arc::clone(&self.content),
+            digest: self.digest,
+            signature: self.signature.clone(),
+            respawn: self.respawn.clone(),
+        }))
+    }
 }
 
 impl<P> Package<P> {
@@ -31,6 +94,7 @@ impl<P> Package<P> {
             digest: Digest::of(&content),
             content,
             signature: None,
+            respawn: None,
         }
     }
 
@@ -55,6 +119,35 @@ impl<P> Package<P> {
     pub fn signed(mut self, signature: impl Into<Arc<[u8]>>) -> Self {
         self.signature = Some(signature.into());
         self
+    }
+
+    /// Says how to make this version's plugin value again from its
+    /// manifest and content. The registry keeps the recipe (not the value)
+    /// of the version a reload replaced, so [`Registry::revert`](super::Registry::revert) can go
+    /// back to it, verified again on the same bytes. A package without one
+    /// cannot be reverted to.
+    #[must_use]
+    pub fn respawn(
+        mut self,
+        respawn: impl Fn(&Manifest, &[u8]) -> Result<P, BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        self.respawn = Some(Arc::new(respawn));
+        self
+    }
+
+    /// Whether it says how to make it again ([`Package::respawn`]).
+    pub fn can_respawn(&self) -> bool {
+        self.respawn.is_some()
+    }
+
+    pub(crate) fn kept(&self) -> Kept<P> {
+        Kept {
+            manifest: Arc::clone(&self.manifest),
+            content: Arc::clone(&self.content),
+            digest: self.digest,
+            signature: self.signature.clone(),
+            respawn: self.respawn.clone(),
+        }
     }
 
     /// The manifest.

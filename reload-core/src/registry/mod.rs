@@ -72,6 +72,7 @@ mod plan;
 mod register;
 mod reload;
 mod report;
+mod revert;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -86,7 +87,8 @@ use parking_lot::Mutex;
 pub use call::{Call, Dep};
 pub use error::{EnterError, RegistryError, Rejected};
 pub use handle::Handle;
-pub use member::{Member, Package};
+use member::Kept;
+pub use member::{Member, Package, Respawn};
 use report::change;
 pub use report::{Change, PluginInfo, RegistryStats, ReloadReport, VersionChange};
 
@@ -136,6 +138,7 @@ pub(crate) struct Counters {
     followed: AtomicU64,
     refused: AtomicU64,
     verify_failures: AtomicU64,
+    reverts: AtomicU64,
     pub(crate) call_retries: AtomicU64,
     pub(crate) gate_waits: AtomicU64,
 }
@@ -145,6 +148,9 @@ pub(crate) struct Node<P: Stateful> {
     pub(crate) slot: Slot<Member<P>>,
     /// The current version's manifest; changed only under the slot's turn.
     current: Mutex<Arc<Manifest>>,
+    /// What a [`Registry::revert`] goes back to: the version the last
+    /// reload replaced (set under the slot's turn, with `current`).
+    previous: Mutex<Option<Kept<P>>>,
 }
 
 type Map<P> = BTreeMap<String, Arc<Node<P>>>;
@@ -338,6 +344,7 @@ impl<P: Stateful> Registry<P> {
             plugins_reloaded: c.plugins_reloaded.load(Relaxed),
             followed: c.followed.load(Relaxed),
             refused: c.refused.load(Relaxed),
+            reverts: c.reverts.load(Relaxed),
             verify_failures: c.verify_failures.load(Relaxed),
             call_retries: c.call_retries.load(Relaxed),
             gate_waits: c.gate_waits.load(Relaxed),
@@ -438,6 +445,13 @@ fn current_digest<P: Stateful>(node: &Node<P>) -> Option<Digest> {
     // this slot is closed.
     let lease = node.slot.try_enter().ok()?;
     Some(*lease.digest())
+}
+
+/// What to keep of the version current in `node`, for a revert (`None`
+/// if closed). The caller holds the slot's turn, as for [`current_digest`].
+fn current_kept<P: Stateful>(node: &Node<P>) -> Option<Kept<P>> {
+    let lease = node.slot.try_enter().ok()?;
+    Some(lease.package.kept())
 }
 
 /// Shuts down a never-published node's version and hands its package back.

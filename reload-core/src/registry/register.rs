@@ -95,6 +95,7 @@ impl<P: Stateful> Registry<P> {
                     let node = Node {
                         slot: Slot::new(ready),
                         current: Mutex::new(manifest),
+                        previous: Mutex::new(None),
                     };
                     fresh.insert(name.clone(), Arc::new(node));
                 }

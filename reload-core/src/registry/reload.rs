@@ -25,7 +25,19 @@ impl<P: Stateful> Registry<P> {
         cx: &P::Context,
         options: ReloadOptions,
     ) -> Result<ReloadReport<P>, Rejected<P>> {
-        let result = self.try_reload(packages, cx, options);
+        self.reload_counted(packages, cx, options, None)
+    }
+
+    /// [`Registry::reload`], with `reverting` the plugin a
+    /// [`Registry::revert`] goes back on (its replaced version is not kept).
+    pub(super) fn reload_counted(
+        &self,
+        packages: Vec<Package<P>>,
+        cx: &P::Context,
+        options: ReloadOptions,
+        reverting: Option<&str>,
+    ) -> Result<ReloadReport<P>, Rejected<P>> {
+        let result = self.try_reload(packages, cx, options, reverting);
         match &result {
             Ok(report) => {
                 self.counters.reloads.fetch_add(1, Relaxed);
@@ -69,6 +81,7 @@ impl<P: Stateful> Registry<P> {
         packages: Vec<Package<P>>,
         cx: &P::Context,
         options: ReloadOptions,
+        reverting: Option<&str>,
     ) -> Result<ReloadReport<P>, Rejected<P>> {
         let given = match by_name(packages) {
             Ok(p) => p,
@@ -101,7 +114,7 @@ impl<P: Stateful> Registry<P> {
             if same_nodes && again.is_ok_and(|again| again == plan) {
                 let mut packages = given;
                 packages.append(&mut fetched);
-                return self.reload_planned(&map, &plan, turns, packages, cx, options);
+                return self.reload_planned(&map, &plan, turns, packages, cx, options, reverting);
             }
         }
         Err(Rejected::new(
@@ -112,6 +125,7 @@ impl<P: Stateful> Registry<P> {
 
     /// Prepares, dependencies first, and commits `plan`; the caller took
     /// the turns it needs (`turns`, one per locked plugin).
+    #[allow(clippy::too_many_arguments)]
     fn reload_planned(
         &self,
         map: &Arc<Map<P>>,
@@ -120,6 +134,7 @@ impl<P: Stateful> Registry<P> {
         mut packages: BTreeMap<String, Package<P>>,
         cx: &P::Context,
         options: ReloadOptions,
+        reverting: Option<&str>,
     ) -> Result<ReloadReport<P>, Rejected<P>> {
         let mut turns: BTreeMap<String, Turn<'_, Member<P>>> = turns.into_iter().collect();
         let mut prepared = Vec::with_capacity(plan.order.len());
@@ -131,7 +146,7 @@ impl<P: Stateful> Registry<P> {
             let node = &map[name];
             olds.push((
                 Arc::clone(&node.current.lock()),
-                current_digest(node),
+                current_kept(node),
                 Arc::clone(&package.manifest),
                 package.digest,
             ));
@@ -191,9 +206,15 @@ impl<P: Stateful> Registry<P> {
             .iter()
             .zip(olds)
             .zip(committed)
-            .map(|((name, (old, old_digest, new, new_digest)), committed)| {
+            .map(|((name, (old, old_kept, new, new_digest)), committed)| {
                 *map[name].current.lock() = Arc::clone(&new);
-                let same_build = old_digest == Some(new_digest);
+                let same_build = old_kept.as_ref().map(Kept::digest) == Some(&new_digest);
+                // The version replaced is kept for a revert; the one a
+                // revert goes back on is not (nobody reverts to it).
+                *map[name].previous.lock() = match reverting {
+                    Some(r) if r == name => None,
+                    _ => old_kept,
+                };
                 change(
                     name,
                     &old,

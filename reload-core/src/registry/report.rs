@@ -107,6 +107,9 @@ pub struct RegistryStats {
     pub refused: u64,
     /// Of those, refused by the verifier.
     pub verify_failures: u64,
+    /// Reverts committed ([`Registry::revert`](super::Registry::revert);
+    /// also counted in `reloads`).
+    pub reverts: u64,
     /// Calls that found a set mixing versions across a group cut-over,
     /// gave it back and started over.
     pub call_retries: u64,
