@@ -218,6 +218,8 @@ impl Listeners {
     pub(crate) fn emit(&self, counters: &Counters, plugin: &str, event: &Event<'_>) {
         #[cfg(feature = "tracing")]
         trace(event);
+        #[cfg(feature = "metrics")]
+        crate::metrics::record(event);
         let listeners = self.snapshot();
         for (i, listener) in listeners.iter().enumerate() {
             // AssertUnwindSafe: a listener sees the event by reference only.
@@ -276,6 +278,8 @@ impl Listeners {
         };
         #[cfg(feature = "tracing")]
         trace(&report);
+        #[cfg(feature = "metrics")]
+        crate::metrics::record(&report);
         for (i, other) in listeners.iter().enumerate() {
             if i != culprit {
                 // A second panic here is only counted: no report of a

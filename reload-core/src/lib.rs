@@ -119,6 +119,8 @@ mod lease;
 mod loom;
 #[cfg(feature = "registry")]
 pub mod manifest;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod options;
 mod plugin;
 #[cfg(feature = "registry")]

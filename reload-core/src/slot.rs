@@ -399,6 +399,8 @@ impl<P: Hooks> Slot<P> {
     ) -> Plugin<P, Draining> {
         let since = Instant::now();
         writer.track(old, since);
+        #[cfg(feature = "metrics")]
+        crate::metrics::draining(&self.shared.name);
         Plugin {
             body: DrainingBody::new(old, Arc::clone(&self.shared), since),
         }

@@ -84,6 +84,8 @@ impl<P: Stateful> Deref for Dep<'_, P> {
 impl<P: Stateful> Call<P> {
     /// A call on `root`.
     pub(crate) fn new(root: &Node<P>, counters: &Counters) -> Result<Self, EnterError> {
+        #[cfg(feature = "metrics")]
+        root.calls.increment(1);
         Ok(Call {
             held: acquire(root, counters)?,
         })

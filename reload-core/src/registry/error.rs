@@ -127,6 +127,49 @@ pub enum RegistryError {
     },
 }
 
+impl RegistryError {
+    /// The plugin the refusal is about, if it names one.
+    pub fn plugin(&self) -> Option<&str> {
+        match self {
+            RegistryError::NotRegistered { name }
+            | RegistryError::AlreadyRegistered { name }
+            | RegistryError::DuplicatePackage { name }
+            | RegistryError::HasDependents { name, .. }
+            | RegistryError::Busy { name, .. }
+            | RegistryError::Source { name, .. }
+            | RegistryError::NothingToRevert { name, .. } => Some(name),
+            RegistryError::WrongPlugin { expected, .. } => Some(expected),
+            RegistryError::Unmet { plugin, .. } | RegistryError::Reload { plugin, .. } => {
+                Some(plugin)
+            }
+            RegistryError::MustFollow { dependent, .. } => Some(dependent),
+            RegistryError::Cycle { path } => path.first().map(String::as_str),
+            RegistryError::Verify(_) | RegistryError::Init(_) => None,
+        }
+    }
+
+    /// A short, stable name of the kind of refusal (`"verify"`,
+    /// `"reload"`, ...), for metrics labels and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RegistryError::NotRegistered { .. } => "not_registered",
+            RegistryError::AlreadyRegistered { .. } => "already_registered",
+            RegistryError::DuplicatePackage { .. } => "duplicate_package",
+            RegistryError::WrongPlugin { .. } => "wrong_plugin",
+            RegistryError::Unmet { .. } => "unmet",
+            RegistryError::MustFollow { .. } => "must_follow",
+            RegistryError::Cycle { .. } => "cycle",
+            RegistryError::HasDependents { .. } => "has_dependents",
+            RegistryError::Verify(_) => "verify",
+            RegistryError::Busy { .. } => "busy",
+            RegistryError::Source { .. } => "source",
+            RegistryError::Init(_) => "init",
+            RegistryError::NothingToRevert { .. } => "nothing_to_revert",
+            RegistryError::Reload { .. } => "reload",
+        }
+    }
+}
+
 /// A refused registration or reload: why, and everything handed over (the
 /// packages given, and any fetched from the [`Source`](super::Source)). After a failed
 /// reload, also what was taken from the old versions ([`Salvage`]).

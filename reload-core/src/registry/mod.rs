@@ -151,6 +151,9 @@ pub(crate) struct Node<P: Stateful> {
     /// What a [`Registry::revert`] goes back to: the version the last
     /// reload replaced (set under the slot's turn, with `current`).
     previous: Mutex<Option<Kept<P>>>,
+    /// `reload_core_calls_total` of this plugin.
+    #[cfg(feature = "metrics")]
+    calls: metrics::Counter,
 }
 
 type Map<P> = BTreeMap<String, Arc<Node<P>>>;
@@ -225,6 +228,8 @@ impl<P: Stateful> Registry<P> {
     }
 
     fn count_refusal(&self, error: &RegistryError) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::refused(error.plugin(), error.reason());
         self.counters.refused.fetch_add(1, Relaxed);
         if matches!(error, RegistryError::Verify(_)) {
             self.counters.verify_failures.fetch_add(1, Relaxed);

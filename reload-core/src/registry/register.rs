@@ -96,6 +96,8 @@ impl<P: Stateful> Registry<P> {
                         slot: Slot::new(ready),
                         current: Mutex::new(manifest),
                         previous: Mutex::new(None),
+                        #[cfg(feature = "metrics")]
+                        calls: crate::metrics::calls(&name),
                     };
                     fresh.insert(name.clone(), Arc::new(node));
                 }

@@ -1,0 +1,107 @@
+//! Figures through the [`metrics`](https://docs.rs/metrics) facade, with
+//! the `metrics` feature: the host installs whatever recorder it exports
+//! with (Prometheus, StatsD, an in-memory one for its report), and these
+//! appear in it. Every figure is labelled `plugin`.
+//!
+//! | name | kind | when |
+//! |---|---|---|
+//! | `reload_core_calls_total` | counter | a registry call starts ([`Handle::enter`](crate::registry::Handle::enter), [`Registry::enter`](crate::registry::Registry::enter), `call`) |
+//! | `reload_core_reloads_total` | counter | a version is cut in |
+//! | `reload_core_reload_failures_total` | counter | a reload failed (label `rolled_back`: `true` if a quiesced commit rolled back) |
+//! | `reload_core_vetoes_total` | counter | a listener vetoed a reload |
+//! | `reload_core_aborts_total` | counter | a prepared reload was aborted |
+//! | `reload_core_refusals_total` | counter | the registry refused a registration, reload or revert (label `reason`) |
+//! | `reload_core_drain_seconds` | histogram | a version cut over from drained (from the cut-over) |
+//! | `reload_core_quiesce_seconds` | histogram | a quiesced commit held new calls at the gate |
+//! | `reload_core_versions_draining` | gauge | versions cut over from and not yet drained |
+//! | `reload_core_shutdown_failures_total` | counter | a `shutdown` failed or panicked |
+//! | `reload_core_panics_total` | counter | a listener or a plugin's `Drop` panicked (label `in`) |
+//!
+//! Everything but the call counter is recorded on the cold path, where the
+//! event is told to listeners. The call counter costs one increment per
+//! registry call (the recorder's: an atomic add for the common ones; a
+//! no-op with no recorder installed); plain [`Slot`](crate::Slot) leases
+//! are not counted, so the slot's call path stays as measured in
+//! `docs/performance.md`.
+
+use crate::events::Event;
+
+/// Records `event`.
+pub(crate) fn record(event: &Event<'_>) {
+    match *event {
+        Event::Committed {
+            plugin, quiesce, ..
+        } => {
+            metrics::counter!("reload_core_reloads_total", "plugin" => plugin.to_owned())
+                .increment(1);
+            if let Some(q) = quiesce {
+                metrics::histogram!("reload_core_quiesce_seconds", "plugin" => plugin.to_owned())
+                    .record(q.as_secs_f64());
+            }
+        }
+        Event::Failed {
+            plugin,
+            rolled_back,
+            ..
+        } => metrics::counter!(
+            "reload_core_reload_failures_total",
+            "plugin" => plugin.to_owned(),
+            "rolled_back" => if rolled_back { "true" } else { "false" }
+        )
+        .increment(1),
+        Event::Vetoed { plugin, .. } => {
+            metrics::counter!("reload_core_vetoes_total", "plugin" => plugin.to_owned())
+                .increment(1);
+        }
+        Event::Aborted { plugin, .. } => {
+            metrics::counter!("reload_core_aborts_total", "plugin" => plugin.to_owned())
+                .increment(1);
+        }
+        Event::Drained { plugin, after, .. } => {
+            metrics::histogram!("reload_core_drain_seconds", "plugin" => plugin.to_owned())
+                .record(after.as_secs_f64());
+            metrics::gauge!("reload_core_versions_draining", "plugin" => plugin.to_owned())
+                .decrement(1.0);
+        }
+        Event::Removed {
+            plugin,
+            shutdown_ok: false,
+            ..
+        } => {
+            metrics::counter!("reload_core_shutdown_failures_total", "plugin" => plugin.to_owned())
+                .increment(1);
+        }
+        Event::ListenerPanicked { plugin, .. } => {
+            metrics::counter!("reload_core_panics_total", "plugin" => plugin.to_owned(), "in" => "listener")
+                .increment(1);
+        }
+        Event::DropPanicked { plugin, .. } => {
+            metrics::counter!("reload_core_panics_total", "plugin" => plugin.to_owned(), "in" => "drop")
+                .increment(1);
+        }
+        Event::Removed { .. } | Event::Prepared { .. } => {}
+    }
+}
+
+/// A version was cut over from (a reload or the slot's close): one more
+/// draining until its `Drained`.
+pub(crate) fn draining(plugin: &str) {
+    metrics::gauge!("reload_core_versions_draining", "plugin" => plugin.to_owned()).increment(1.0);
+}
+
+/// The call counter of `plugin`, registered once per registry node.
+#[cfg(feature = "registry")]
+pub(crate) fn calls(plugin: &str) -> metrics::Counter {
+    metrics::counter!("reload_core_calls_total", "plugin" => plugin.to_owned())
+}
+
+/// The registry refused an operation.
+#[cfg(feature = "registry")]
+pub(crate) fn refused(plugin: Option<&str>, reason: &'static str) {
+    metrics::counter!(
+        "reload_core_refusals_total",
+        "plugin" => plugin.unwrap_or("").to_owned(),
+        "reason" => reason
+    )
+    .increment(1);
+}
