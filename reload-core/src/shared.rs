@@ -282,6 +282,8 @@ impl<P: Hooks> Shared<P> {
                     orphaned: true,
                 });
                 this.orphans.fetch_add(1, Ordering::Relaxed);
+                #[cfg(feature = "metrics")]
+                crate::metrics::draining(&this.name);
             }
             writer.keep_alive(&this);
         }
