@@ -351,23 +351,30 @@ pub trait Plugin: Send + Sync + 'static {
 macro_rules! export_plugin {
     ($ty:ty $(, name: $name:expr)? $(, version: $version:expr)?, exports: [$($export:expr),* $(,)?] $(, requires: [$($req:expr),* $(,)?])? $(,)?) => {
         const _: () = {
-            const NAME: &str = $crate::__first!($($name)?, env!("CARGO_PKG_NAME"));
-            const VERSION: &str = $crate::__first!($($version)?, env!("CARGO_PKG_VERSION"));
-            const EXPORTS: &[&str] = &[$($export),*];
-            const REQUIRES: &[&str] = &[$($($req),*)?];
-            const LEN: usize = $crate::manifest::manifest_len(NAME, VERSION, EXPORTS, REQUIRES);
+            // Evaluated outside the names below, so that a caller's own
+            // `NAME` or `VERSION` constant can be passed in.
+            const __RELOAD_LEN: usize = $crate::manifest::manifest_len(
+                $crate::__first!($($name)?, env!("CARGO_PKG_NAME")),
+                $crate::__first!($($version)?, env!("CARGO_PKG_VERSION")),
+                &[$($export),*],
+                &[$($($req),*)?],
+            );
 
             #[used]
             #[link_section = ".reload_manifest"]
-            static MANIFEST: [u8; LEN] =
-                $crate::manifest::manifest_bytes::<LEN>(NAME, VERSION, EXPORTS, REQUIRES);
+            static __RELOAD_MANIFEST: [u8; __RELOAD_LEN] = $crate::manifest::manifest_bytes::<__RELOAD_LEN>(
+                $crate::__first!($($name)?, env!("CARGO_PKG_NAME")),
+                $crate::__first!($($version)?, env!("CARGO_PKG_VERSION")),
+                &[$($export),*],
+                &[$($($req),*)?],
+            );
 
-            static DESCRIPTOR: $crate::Descriptor =
-                $crate::export::descriptor::<$ty>(MANIFEST.as_ptr(), LEN);
+            static __RELOAD_DESCRIPTOR: $crate::Descriptor =
+                $crate::export::descriptor::<$ty>(__RELOAD_MANIFEST.as_ptr(), __RELOAD_LEN);
 
             #[no_mangle]
             extern "C" fn reload_plugin_descriptor() -> *const $crate::Descriptor {
-                &DESCRIPTOR
+                &__RELOAD_DESCRIPTOR
             }
         };
     };
