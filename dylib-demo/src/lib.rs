@@ -43,6 +43,8 @@ pub struct Libraries {
     pub v2: PathBuf,
     /// A library with a future ABI version.
     pub broken: PathBuf,
+    /// A library whose replies are garbage (for the host's tests).
+    pub garbage: PathBuf,
 }
 
 /// Builds the example plugins with `cargo` (the one running us, if any)
@@ -72,6 +74,8 @@ pub fn build_plugins() -> Result<Libraries, String> {
             "adder-v2",
             "-p",
             "adder-broken",
+            "-p",
+            "garbage",
         ])
         .arg("--target-dir")
         .arg(&target)
@@ -96,6 +100,7 @@ pub fn build_plugins() -> Result<Libraries, String> {
         v1: lib("adder_v1")?,
         v2: lib("adder_v2")?,
         broken: lib("adder_broken")?,
+        garbage: lib("garbage")?,
     })
 }
 

@@ -250,3 +250,65 @@ fn the_watcher_coalesces_bursts_sees_renames_and_ignores_reads() {
     drop(watcher);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A library that lies in its replies gets a typed error for each lie,
+/// never undefined behaviour in the host, and keeps serving honest calls.
+#[test]
+fn garbage_from_a_library_is_a_typed_error() {
+    use reload_core::dylib::{DylibError, WireError};
+    use reload_core::{Hooks, Stateful};
+
+    let dir = std::env::temp_dir().join(format!("reload-dylib-garbage-{}", std::process::id()));
+    let loader = Loader::in_dir(dir.join("copies")).expect("loader");
+    let mut plugin = loader
+        .package(&libs().garbage)
+        .expect("packages")
+        .into_plugin();
+    plugin.link().expect("its description is valid");
+    plugin.init(b"").expect("init");
+    assert_eq!(plugin.resources().len(), 1);
+    assert_eq!(plugin.schema(), 1);
+
+    let lie = |input: &[u8]| plugin.call(input).expect_err("a lie");
+    assert!(
+        matches!(lie(b"len"), DylibError::Output { entry: "call", ref reason } if reason.contains("1000 bytes claimed")),
+        "{}",
+        lie(b"len")
+    );
+    assert!(matches!(
+        lie(b"alloc"),
+        DylibError::Output { entry: "call", .. }
+    ));
+    assert!(matches!(lie(b"status"), DylibError::Status(42)));
+    assert_eq!(plugin.call(b"big").expect("a big reply").len(), 100_000);
+    assert_eq!(plugin.call(b"honest").expect("echo"), b"honest");
+
+    let boxed = |e: reload_core::BoxError| e.downcast::<DylibError>().expect("a DylibError");
+    let save = boxed(Stateful::save(&plugin).expect_err("bad tag"));
+    assert!(matches!(
+        *save,
+        DylibError::Garbage {
+            entry: "save",
+            source: WireError::BadTag { tag: 9, .. }
+        }
+    ));
+    let checkpoint = boxed(Stateful::checkpoint(&plugin, "s").expect_err("three bytes"));
+    assert!(matches!(
+        *checkpoint,
+        DylibError::Garbage {
+            entry: "checkpoint",
+            source: WireError::Truncated { .. }
+        }
+    ));
+    let migrate = boxed(Stateful::migrate(&plugin, 0, vec![1]).expect_err("two bytes"));
+    assert!(matches!(
+        *migrate,
+        DylibError::Garbage {
+            entry: "migrate",
+            ..
+        }
+    ));
+    // Still serving.
+    assert_eq!(plugin.call(b"after").expect("echo"), b"after");
+    plugin.shutdown().expect("shutdown");
+}

@@ -21,6 +21,7 @@
 //! assert_eq!(report.versions, 2);
 //! ```
 
+pub mod abi;
 pub mod registry;
 pub mod stateful;
 

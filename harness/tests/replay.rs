@@ -14,3 +14,12 @@ fn fuzz_regressions_replay_clean() {
     });
     assert!(replayed > 0, "no regression inputs");
 }
+
+/// The `abi` target's regressions (`fuzz/regressions/abi/`): the host's
+/// decoders of library replies never panic, and what they accept
+/// re-encodes exactly.
+#[test]
+fn abi_fuzz_regressions_replay() {
+    let replayed = support::replay_regressions("abi", harness::abi::check);
+    assert!(replayed >= 18, "only {replayed} inputs");
+}
