@@ -5,11 +5,11 @@
 //! queries capture their providers once).
 //!
 //! SQLite calls a scalar function on the thread that steps the statement,
-//! so the scope is thread-local: [`scoped`] puts the leases there for the
-//! statement's run and takes them back after. A function called outside a
+//! so the scope is thread-local: [`scoped`] holds the leases on its stack
+//! frame and points the thread at them for the statement's run. A function called outside a
 //! scope (a host that cannot scope its statements) takes a lease per row.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use reload_core::dylib::DylibPlugin;
 use reload_core::registry::{Call, EnterError, Handle};
@@ -39,14 +39,31 @@ pub struct StatementReport {
     pub wrong: u64,
 }
 
+/// The leases of one statement, on [`scoped`]'s stack frame; the rows
+/// reach it through [`SCOPE`]. Counters are cells: rows only read it.
 struct Scope {
     udf: Call<DylibPlugin>,
     index: Call<DylibPlugin>,
-    report: StatementReport,
+    udf_version: String,
+    rows: Cell<u64>,
+    wrong: Cell<u64>,
+    foreign: RefCell<Vec<String>>,
 }
 
 thread_local! {
-    static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
+    /// The current statement's scope on this thread, or null. A raw
+    /// pointer, not an owning cell: a thread-local with no destructor is
+    /// one load to read, where an owning one pays a state check per row.
+    static SCOPE: Cell<*const Scope> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` with the current scope, if any.
+fn with_scope<R>(f: impl FnOnce(Option<&Scope>) -> R) -> R {
+    let scope = SCOPE.with(Cell::get);
+    // SAFETY: a non-null pointer was set by `scoped` on this thread to a
+    // `Scope` on its stack frame, and is reset (by its guard, also on
+    // unwind) before that frame ends; rows run inside it.
+    f(unsafe { scope.as_ref() })
 }
 
 /// The score every correct `udf` version computes.
@@ -66,34 +83,31 @@ pub fn scoped<R>(
 ) -> Result<(R, StatementReport), EnterError> {
     let udf = plugins.udf.enter()?;
     let index = plugins.index.enter()?;
-    let udf_version = udf.manifest().version().to_string();
-    let previous = SCOPE.with(|s| {
-        s.borrow_mut().replace(Scope {
-            udf,
-            index,
-            report: StatementReport {
-                udf_version,
-                ..StatementReport::default()
-            },
-        })
-    });
-    // Restores the outer scope (if statements nest) however `statement`
-    // ends, so a panic cannot leave leases in the thread-local.
-    struct Restore(Option<Option<Scope>>);
+    let scope = Scope {
+        udf_version: udf.manifest().version().to_string(),
+        udf,
+        index,
+        rows: Cell::new(0),
+        wrong: Cell::new(0),
+        foreign: RefCell::new(Vec::new()),
+    };
+    // Puts back the outer scope (statements may nest) however `statement`
+    // ends, so no pointer to this frame outlives it.
+    struct Restore(*const Scope);
     impl Drop for Restore {
         fn drop(&mut self) {
-            if let Some(previous) = self.0.take() {
-                let _ = SCOPE.try_with(|s| *s.borrow_mut() = previous);
-            }
+            let _ = SCOPE.try_with(|s| s.set(self.0));
         }
     }
-    let mut restore = Restore(Some(previous));
+    let _restore = Restore(SCOPE.with(|s| s.replace(&scope)));
     let result = statement();
-    let mine = SCOPE.with(|s| s.borrow_mut().take());
-    if let Some(previous) = restore.0.take() {
-        SCOPE.with(|s| *s.borrow_mut() = previous);
-    }
-    let report = mine.map(|m| m.report).unwrap_or_default();
+    drop(_restore);
+    let report = StatementReport {
+        udf_version: scope.udf_version,
+        rows: scope.rows.get(),
+        foreign: scope.foreign.into_inner(),
+        wrong: scope.wrong.get(),
+    };
     Ok((result, report))
 }
 
@@ -112,30 +126,31 @@ fn parse_score(reply: &[u8]) -> rusqlite::Result<(i64, &[u8])> {
 fn score(plugins: &Plugins, ctx: &Context<'_>) -> rusqlite::Result<i64> {
     let x: i64 = ctx.get(0)?;
     let input = x.to_le_bytes();
-    SCOPE.with(|s| {
-        let mut s = s.borrow_mut();
-        match s.as_mut() {
-            Some(scope) => {
-                let reply = scope.udf.plugin().call(&input).map_err(user_error)?;
-                let (score, version) = parse_score(&reply)?;
-                let report = &mut scope.report;
-                report.rows += 1;
-                if version != report.udf_version.as_bytes() {
-                    report
+    with_scope(|scope| match scope {
+        Some(scope) => scope
+            .udf
+            .plugin()
+            .call_with(&input, |reply| {
+                let (score, version) = parse_score(reply)?;
+                scope.rows.set(scope.rows.get() + 1);
+                if version != scope.udf_version.as_bytes() {
+                    scope
                         .foreign
+                        .borrow_mut()
                         .push(String::from_utf8_lossy(version).into_owned());
                 }
                 if score != reference_score(x) {
-                    report.wrong += 1;
+                    scope.wrong.set(scope.wrong.get() + 1);
                 }
                 Ok(score)
-            }
-            None => {
-                // No scope: a lease for this row alone.
-                let call = plugins.udf.enter().map_err(user_error)?;
-                let reply = call.plugin().call(&input).map_err(user_error)?;
-                Ok(parse_score(&reply)?.0)
-            }
+            })
+            .map_err(user_error)?,
+        None => {
+            // No scope: a lease for this row alone.
+            let call = plugins.udf.enter().map_err(user_error)?;
+            call.plugin()
+                .call_with(&input, |reply| Ok(parse_score(reply)?.0))
+                .map_err(user_error)?
         }
     })
 }
@@ -147,14 +162,18 @@ fn matches(plugins: &Plugins, ctx: &Context<'_>) -> rusqlite::Result<bool> {
     request.push(b'M');
     request.extend_from_slice(&id.to_le_bytes());
     request.extend_from_slice(term.as_bytes());
-    let reply = SCOPE.with(|s| match s.borrow().as_ref() {
-        Some(scope) => scope.index.plugin().call(&request).map_err(user_error),
+    let hit = |reply: &[u8]| reply.first() == Some(&1);
+    with_scope(|scope| match scope {
+        Some(scope) => scope
+            .index
+            .plugin()
+            .call_with(&request, hit)
+            .map_err(user_error),
         None => {
             let call = plugins.index.enter().map_err(user_error)?;
-            call.plugin().call(&request).map_err(user_error)
+            call.plugin().call_with(&request, hit).map_err(user_error)
         }
-    })?;
-    Ok(reply.first() == Some(&1))
+    })
 }
 
 /// Registers `score(x)` and `matches(id, term)` on `conn`. Neither is

@@ -11,20 +11,22 @@ use reload_abi::{Descriptor, EntryFn, Output, Status};
 
 use super::{DylibError, MAX_OUTPUT};
 
-/// Runs `pick(descriptor)` on `instance` with `input`.
+/// Runs `pick(descriptor)` on `instance` with `input`; on success, hands
+/// the reply to `f` (borrowed: no copy when it fits our buffer).
 ///
 /// # Safety
 ///
 /// `descriptor` and `instance` belong to a mapped library that stays
 /// mapped for the call, and the caller has the access the entry point
 /// requires (exclusive for the ABI's exclusive entries).
-pub(super) unsafe fn run(
+pub(super) unsafe fn run<R>(
     descriptor: &Descriptor,
     pick: fn(&Descriptor) -> EntryFn,
     instance: *mut c_void,
     what: &'static str,
     input: &[u8],
-) -> Result<Vec<u8>, DylibError> {
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, DylibError> {
     // Most replies are small: a stack buffer saves an allocation and a
     // zeroing per call.
     let mut stack = [0u8; 256];
@@ -46,15 +48,14 @@ pub(super) unsafe fn run(
         entry: what,
         reason,
     };
-    let bytes = if out.ptr.is_null() {
-        stack.get(..out.len).map(<[u8]>::to_vec).ok_or_else(|| {
-            bad(format!(
-                "{} bytes claimed in a buffer of {}",
-                out.len,
-                stack.len()
-            ))
-        })?
-    } else if out.len > out.cap {
+    if out.ptr.is_null() {
+        let len = stack.len();
+        let reply = stack
+            .get(..out.len)
+            .ok_or_else(|| bad(format!("{} bytes claimed in a buffer of {len}", out.len)))?;
+        return finish(code, reply, f);
+    }
+    let bytes = if out.len > out.cap {
         // Giving back a length over the capacity would be undefined in the
         // library's allocator: leak it rather.
         return Err(bad(format!(
@@ -76,9 +77,13 @@ pub(super) unsafe fn run(
         unsafe { (descriptor.free)(out.ptr, out.len, out.cap) };
         copied?
     };
-    let text = || String::from_utf8_lossy(&bytes).into_owned();
+    finish(code, &bytes, f)
+}
+
+fn finish<R>(code: i32, reply: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<R, DylibError> {
+    let text = || String::from_utf8_lossy(reply).into_owned();
     match Status::from_raw(code) {
-        Some(Status::Ok) => Ok(bytes),
+        Some(Status::Ok) => Ok(f(reply)),
         Some(Status::Failed) => Err(DylibError::Failed(text())),
         Some(Status::Panicked) => Err(DylibError::Panicked(text())),
         None => Err(DylibError::Status(code)),

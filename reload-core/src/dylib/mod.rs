@@ -267,7 +267,6 @@ fn private_copy(
         section: section.to_vec(),
         linked: None,
         copy: PrivateCopy(copy),
-        calls: Arc::default(),
         schema: 0,
         resources: Vec::new(),
     })
@@ -308,7 +307,6 @@ pub struct DylibPlugin {
     linked: Option<Linked>,
     // After `linked`: the copy is deleted once the library is unmapped.
     copy: PrivateCopy,
-    calls: Arc<AtomicU64>,
     /// The state schema and resources the library declared at link.
     schema: u32,
     resources: Vec<Resource>,
@@ -340,13 +338,30 @@ impl DylibPlugin {
     ///
     /// The plugin's failure or (caught) panic, as a [`DylibError`].
     pub fn call(&self, input: &[u8]) -> Result<Vec<u8>, DylibError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.shared(|d| d.call, "call", input)
+        self.call_with(input, <[u8]>::to_vec)
     }
 
-    /// Calls made into this version.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+    /// One call into the library, its reply lent to `f` rather than copied
+    /// out (most replies fit the host's stack buffer, so this allocates
+    /// nothing on the host's side).
+    ///
+    /// # Errors
+    ///
+    /// The plugin's failure or (caught) panic, or a bad reply, as a
+    /// [`DylibError`]; `f` does not run.
+    pub fn call_with<R>(&self, input: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<R, DylibError> {
+        let linked = self.linked.as_ref().ok_or(DylibError::NotLinked)?;
+        // SAFETY: as in `shared`: a shared entry on a live library.
+        unsafe {
+            entry::run(
+                &*linked.descriptor,
+                |d| d.call,
+                linked.instance,
+                "call",
+                input,
+                f,
+            )
+        }
     }
 
     /// The private copy this version maps.
@@ -436,7 +451,16 @@ impl DylibPlugin {
         // SAFETY: the descriptor is live while the library is (`linked`
         // holds both, and a lease or `&self` keeps `self` alive); a shared
         // entry may run on many threads at once (the ABI's contract).
-        unsafe { entry::run(&*linked.descriptor, pick, linked.instance, what, input) }
+        unsafe {
+            entry::run(
+                &*linked.descriptor,
+                pick,
+                linked.instance,
+                what,
+                input,
+                <[u8]>::to_vec,
+            )
+        }
     }
 
     /// Runs an entry point that takes the instance exclusively.
@@ -449,7 +473,16 @@ impl DylibPlugin {
         let linked = self.linked.as_ref().ok_or(DylibError::NotLinked)?;
         // SAFETY: as in `shared`, and `&mut self`: no other entry runs on
         // the instance meanwhile.
-        unsafe { entry::run(&*linked.descriptor, pick, linked.instance, what, input) }
+        unsafe {
+            entry::run(
+                &*linked.descriptor,
+                pick,
+                linked.instance,
+                what,
+                input,
+                <[u8]>::to_vec,
+            )
+        }
     }
 }
 
