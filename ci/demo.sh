@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The README's main job (the dylib demo) and the two in-process demos; each
-# exits non-zero if any invariant broke.
+# The README's main job (the SQL host), the dylib demo and the two
+# in-process demos; each exits non-zero if any invariant broke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== dylib demo (the main job)"
+echo "== SQL host (the main job)"
+cargo run --release -p sql-host
+echo "== dylib demo"
 cargo run --release -p dylib-demo
 echo "== live reload demo"
 cargo run --release -p reload-core --example live_reload

@@ -11,6 +11,8 @@ echo "== cargo clippy -p reload-core --all-features (the tracing feature)"
 cargo clippy -p reload-core --all-targets --all-features -- -D warnings
 echo "== cargo clippy -p reload-core --no-default-features (a Slot-only build)"
 cargo clippy -p reload-core --lib --no-default-features -- -D warnings
+echo "== cargo clippy -p reload-core --no-default-features --features metrics"
+cargo clippy -p reload-core --lib --no-default-features --features metrics -- -D warnings
 echo "== cargo doc -D warnings"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 RUSTDOCFLAGS=-Dwarnings cargo doc -p reload-core --no-deps --no-default-features

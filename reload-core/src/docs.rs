@@ -16,6 +16,9 @@ pub mod stateful {}
 #[doc = include_str!("../../docs/dylib.md")]
 pub mod dylib {}
 
+#[doc = include_str!("../../docs/database-plugins.md")]
+pub mod database_plugins {}
+
 #[cfg(feature = "registry")]
 #[doc = include_str!("../../docs/registry.md")]
 pub mod registry {}

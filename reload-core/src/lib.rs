@@ -120,7 +120,7 @@ mod loom;
 #[cfg(feature = "registry")]
 pub mod manifest;
 #[cfg(feature = "metrics")]
-mod metrics;
+pub mod metrics;
 mod options;
 mod plugin;
 #[cfg(feature = "registry")]

@@ -40,12 +40,11 @@ fn package(version: &'static str, fail_init: bool) -> Package<Udf> {
     )
 }
 
-/// One figure: its kind, name and labels, and its value.
-fn find<'s>(
-    snapshot: &'s [(String, MetricKind, Vec<(String, String)>, DebugValue)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> Option<&'s DebugValue> {
+/// One figure: its name, kind, labels and value.
+type Figure = (String, MetricKind, Vec<(String, String)>, DebugValue);
+
+/// The value of the figure `name` with (at least) `labels`.
+fn find<'s>(snapshot: &'s [Figure], name: &str, labels: &[(&str, &str)]) -> Option<&'s DebugValue> {
     snapshot
         .iter()
         .find(|(n, _, l, _)| {

@@ -202,9 +202,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "udf: wrong rows by good versions: {}; by the misbehaving {} before its revert: {}; after its revert: {}; reverts: {} (to {})",
+            "udf: wrong rows by good versions: {}; by the misbehaving 1.2.0 before its revert: {}; after its revert: {}; reverts: {} (to {})",
             self.wrong_rows_good,
-            "1.2.0",
             self.wrong_rows_bad,
             self.after_revert,
             self.reverts,

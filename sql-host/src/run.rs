@@ -224,7 +224,7 @@ fn client(shared: &Shared, db_path: &Path, seed: u64) -> Result<(), String> {
             }
         };
         let took = started.elapsed().as_micros() as u64;
-        let quiet = epoch % 2 == 0 && shared.reload_epoch.load(Ordering::SeqCst) == epoch;
+        let quiet = epoch.is_multiple_of(2) && shared.reload_epoch.load(Ordering::SeqCst) == epoch;
         let reverted_at = *shared.reverted_at.lock();
         let mut t = shared.tally.lock();
         t.queries += 1;
@@ -336,7 +336,11 @@ enum Expect {
 
 /// The deploys of round `r`: (kind, version, expectation).
 fn round(r: usize) -> Vec<(&'static str, &'static str, Expect)> {
-    let good = if r % 2 == 0 { "1.1.0" } else { "1.0.0" };
+    let good = if r.is_multiple_of(2) {
+        "1.1.0"
+    } else {
+        "1.0.0"
+    };
     let mut steps = vec![
         ("udf", good, Expect::Reload),
         ("cdc", good, Expect::Reload),

@@ -97,7 +97,7 @@ impl<P: Stateful> Registry<P> {
                         current: Mutex::new(manifest),
                         previous: Mutex::new(None),
                         #[cfg(feature = "metrics")]
-                        calls: crate::metrics::calls(&name),
+                        calls: crate::metrics::calls(name),
                     };
                     fresh.insert(name.clone(), Arc::new(node));
                 }
