@@ -230,8 +230,14 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "reloads: {:?}", self.reloads)?;
         writeln!(f, "refused deploys: {}", self.refusals.len())?;
+        // One line per build refused: how often, and the first reason.
+        let mut by_build: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
         for r in &self.refusals {
-            writeln!(f, "  {r}")?;
+            let (build, why) = r.split_once(": ").unwrap_or((r.as_str(), ""));
+            by_build.entry(build).or_insert((0, why)).0 += 1;
+        }
+        for (build, (n, why)) in by_build {
+            writeln!(f, "  {build} x{n}: {why}")?;
         }
         writeln!(
             f,
