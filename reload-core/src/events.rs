@@ -219,7 +219,7 @@ impl Listeners {
         #[cfg(feature = "tracing")]
         trace(event);
         #[cfg(feature = "metrics")]
-        crate::metrics::record(event);
+        measure(event);
         let listeners = self.snapshot();
         for (i, listener) in listeners.iter().enumerate() {
             // AssertUnwindSafe: a listener sees the event by reference only.
@@ -279,7 +279,7 @@ impl Listeners {
         #[cfg(feature = "tracing")]
         trace(&report);
         #[cfg(feature = "metrics")]
-        crate::metrics::record(&report);
+        measure(&report);
         for (i, other) in listeners.iter().enumerate() {
             if i != culprit {
                 // A second panic here is only counted: no report of a
@@ -397,5 +397,63 @@ fn trace(event: &Event<'_>) {
             message,
             "plugin value panicked in drop (contained)"
         ),
+    }
+}
+
+/// Records `event` in the `metrics` figures (listed in [`crate::metrics`]).
+#[cfg(feature = "metrics")]
+fn measure(event: &Event<'_>) {
+    match *event {
+        Event::Committed {
+            plugin, quiesce, ..
+        } => {
+            metrics::counter!("reload_core_reloads_total", "plugin" => plugin.to_owned())
+                .increment(1);
+            if let Some(q) = quiesce {
+                metrics::histogram!("reload_core_quiesce_seconds", "plugin" => plugin.to_owned())
+                    .record(q.as_secs_f64());
+            }
+        }
+        Event::Failed {
+            plugin,
+            rolled_back,
+            ..
+        } => metrics::counter!(
+            "reload_core_reload_failures_total",
+            "plugin" => plugin.to_owned(),
+            "rolled_back" => if rolled_back { "true" } else { "false" }
+        )
+        .increment(1),
+        Event::Vetoed { plugin, .. } => {
+            metrics::counter!("reload_core_vetoes_total", "plugin" => plugin.to_owned())
+                .increment(1);
+        }
+        Event::Aborted { plugin, .. } => {
+            metrics::counter!("reload_core_aborts_total", "plugin" => plugin.to_owned())
+                .increment(1);
+        }
+        Event::Drained { plugin, after, .. } => {
+            metrics::histogram!("reload_core_drain_seconds", "plugin" => plugin.to_owned())
+                .record(after.as_secs_f64());
+            metrics::gauge!("reload_core_versions_draining", "plugin" => plugin.to_owned())
+                .decrement(1.0);
+        }
+        Event::Removed {
+            plugin,
+            shutdown_ok: false,
+            ..
+        } => {
+            metrics::counter!("reload_core_shutdown_failures_total", "plugin" => plugin.to_owned())
+                .increment(1);
+        }
+        Event::ListenerPanicked { plugin, .. } => {
+            metrics::counter!("reload_core_panics_total", "plugin" => plugin.to_owned(), "in" => "listener")
+                .increment(1);
+        }
+        Event::DropPanicked { plugin, .. } => {
+            metrics::counter!("reload_core_panics_total", "plugin" => plugin.to_owned(), "in" => "drop")
+                .increment(1);
+        }
+        Event::Removed { .. } | Event::Prepared { .. } => {}
     }
 }

@@ -18,70 +18,12 @@
 //! | `reload_core_panics_total` | counter | a listener or a plugin's `Drop` panicked (label `in`) |
 //!
 //! Everything but the call counter is recorded on the cold path, where the
-//! event is told to listeners. The call counter costs one increment per
+//! event is told to listeners (`events.rs` turns events into figures, as it
+//! does into `tracing` events). The call counter costs one increment per
 //! registry call (the recorder's: an atomic add for the common ones; a
 //! no-op with no recorder installed); plain [`Slot`](crate::Slot) leases
 //! are not counted, so the slot's call path stays as measured in
 //! `docs/performance.md`.
-
-use crate::events::Event;
-
-/// Records `event`.
-pub(crate) fn record(event: &Event<'_>) {
-    match *event {
-        Event::Committed {
-            plugin, quiesce, ..
-        } => {
-            metrics::counter!("reload_core_reloads_total", "plugin" => plugin.to_owned())
-                .increment(1);
-            if let Some(q) = quiesce {
-                metrics::histogram!("reload_core_quiesce_seconds", "plugin" => plugin.to_owned())
-                    .record(q.as_secs_f64());
-            }
-        }
-        Event::Failed {
-            plugin,
-            rolled_back,
-            ..
-        } => metrics::counter!(
-            "reload_core_reload_failures_total",
-            "plugin" => plugin.to_owned(),
-            "rolled_back" => if rolled_back { "true" } else { "false" }
-        )
-        .increment(1),
-        Event::Vetoed { plugin, .. } => {
-            metrics::counter!("reload_core_vetoes_total", "plugin" => plugin.to_owned())
-                .increment(1);
-        }
-        Event::Aborted { plugin, .. } => {
-            metrics::counter!("reload_core_aborts_total", "plugin" => plugin.to_owned())
-                .increment(1);
-        }
-        Event::Drained { plugin, after, .. } => {
-            metrics::histogram!("reload_core_drain_seconds", "plugin" => plugin.to_owned())
-                .record(after.as_secs_f64());
-            metrics::gauge!("reload_core_versions_draining", "plugin" => plugin.to_owned())
-                .decrement(1.0);
-        }
-        Event::Removed {
-            plugin,
-            shutdown_ok: false,
-            ..
-        } => {
-            metrics::counter!("reload_core_shutdown_failures_total", "plugin" => plugin.to_owned())
-                .increment(1);
-        }
-        Event::ListenerPanicked { plugin, .. } => {
-            metrics::counter!("reload_core_panics_total", "plugin" => plugin.to_owned(), "in" => "listener")
-                .increment(1);
-        }
-        Event::DropPanicked { plugin, .. } => {
-            metrics::counter!("reload_core_panics_total", "plugin" => plugin.to_owned(), "in" => "drop")
-                .increment(1);
-        }
-        Event::Removed { .. } | Event::Prepared { .. } => {}
-    }
-}
 
 /// A version was cut over from (a reload or the slot's close): one more
 /// draining until its `Drained`.
