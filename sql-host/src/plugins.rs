@@ -137,6 +137,12 @@ pub fn build() -> Result<Builds, String> {
     let built = target.join("built");
     fs::create_dir_all(&built).map_err(|e| format!("{}: {e}", built.display()))?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // Each variant is built to the same output name and copied aside: a
+    // second process building at the same time (two test runs) must not
+    // swap a variant between our build and our copy.
+    let lock_path = target.join("build.lock");
+    let lock = fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock().map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
     for v in VARIANTS {
         let krate = format!("sql-{}", v.kind);
         let mut cmd = Command::new(&cargo);

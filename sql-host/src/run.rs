@@ -120,8 +120,11 @@ fn index_request(op: u8, id: i64, text: &str) -> Vec<u8> {
     r
 }
 
-/// A write to `docs`, with the index updated under the same lease, while
-/// holding the pause lock shared (an index check sees both or neither).
+/// A write to `docs`, with the index updated under the same lease and
+/// inside the same write transaction, while holding the pause lock shared
+/// (an index check sees both or neither). Inside the transaction because
+/// SQLite serializes writers there: two updates of one document reach the
+/// index in the order they commit, so the index ends where the table does.
 fn write_doc(
     shared: &Shared,
     conn: &Connection,
@@ -136,13 +139,24 @@ fn write_doc(
     } else {
         "UPDATE docs SET body = ?2 WHERE id = ?1"
     };
-    let changed = conn.execute(sql, (id, body)).map_err(|e| e.to_string())?;
-    if changed == 1 {
-        call.plugin()
-            .call(&index_request(b'A', id, body))
-            .map_err(|e| e.to_string())?;
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| e.to_string())?;
+    let written = (|| -> Result<(), String> {
+        let changed = conn.execute(sql, (id, body)).map_err(|e| e.to_string())?;
+        if changed == 1 {
+            call.plugin()
+                .call(&index_request(b'A', id, body))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })();
+    match written {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
-    Ok(())
 }
 
 fn client(shared: &Shared, db_path: &Path, seed: u64) -> Result<(), String> {
