@@ -19,6 +19,9 @@ pub mod dylib {}
 #[doc = include_str!("../../docs/database-plugins.md")]
 pub mod database_plugins {}
 
+#[doc = include_str!("../../docs/wasm.md")]
+pub mod wasm {}
+
 #[cfg(feature = "registry")]
 #[doc = include_str!("../../docs/registry.md")]
 pub mod registry {}

@@ -139,6 +139,8 @@ mod transfer;
 #[cfg(feature = "registry")]
 pub mod verify;
 mod waiters;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 
 pub use draining::{Drain, UntilDrained};
 pub use envelope::{EnvelopeError, SavedState};

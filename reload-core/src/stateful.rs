@@ -38,6 +38,37 @@ impl Resource {
     }
 }
 
+/// A resource as the plugin ABIs carry it (native libraries, WebAssembly).
+#[cfg(any(feature = "dylib", feature = "wasm"))]
+impl From<reload_abi::wire::Resource> for Resource {
+    fn from(r: reload_abi::wire::Resource) -> Self {
+        let kind = match r.kind {
+            reload_abi::wire::ResourceKind::Index => ResourceKind::Index,
+            reload_abi::wire::ResourceKind::Stream => ResourceKind::Stream,
+        };
+        Resource {
+            name: r.name,
+            kind,
+            schema: r.schema,
+        }
+    }
+}
+
+#[cfg(any(feature = "dylib", feature = "wasm"))]
+impl From<&Resource> for reload_abi::wire::Resource {
+    fn from(r: &Resource) -> Self {
+        let kind = match r.kind {
+            ResourceKind::Index => reload_abi::wire::ResourceKind::Index,
+            ResourceKind::Stream => reload_abi::wire::ResourceKind::Stream,
+        };
+        reload_abi::wire::Resource {
+            name: r.name.clone(),
+            kind,
+            schema: r.schema,
+        }
+    }
+}
+
 /// How a [`Resource`] is handed over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ResourceKind {

@@ -142,7 +142,8 @@ pub fn build() -> Result<Builds, String> {
     // swap a variant between our build and our copy.
     let lock_path = target.join("build.lock");
     let lock = fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock().map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
     for v in VARIANTS {
         let krate = format!("sql-{}", v.kind);
         let mut cmd = Command::new(&cargo);

@@ -527,7 +527,7 @@ impl Hooks for DylibPlugin {
                 }
             })?;
         self.schema = schema;
-        self.resources = resources.into_iter().map(state::from_abi).collect();
+        self.resources = resources.into_iter().map(Resource::from).collect();
         Ok(())
     }
 

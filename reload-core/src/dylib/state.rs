@@ -7,31 +7,7 @@
 use reload_abi::wire;
 
 use super::{DylibError, DylibPlugin};
-use crate::{BoxError, Resource, ResourceKind, Stateful};
-
-pub(super) fn from_abi(r: wire::Resource) -> Resource {
-    let kind = match r.kind {
-        wire::ResourceKind::Index => ResourceKind::Index,
-        wire::ResourceKind::Stream => ResourceKind::Stream,
-    };
-    Resource {
-        name: r.name,
-        kind,
-        schema: r.schema,
-    }
-}
-
-fn to_abi(r: &Resource) -> wire::Resource {
-    let kind = match r.kind {
-        ResourceKind::Index => wire::ResourceKind::Index,
-        ResourceKind::Stream => wire::ResourceKind::Stream,
-    };
-    wire::Resource {
-        name: r.name.clone(),
-        kind,
-        schema: r.schema,
-    }
-}
+use crate::{BoxError, Resource, Stateful};
 
 fn garbage(entry: &'static str) -> impl FnOnce(wire::WireError) -> DylibError {
     move |source| DylibError::Garbage { entry, source }
@@ -74,7 +50,7 @@ impl Stateful for DylibPlugin {
     }
 
     fn check_compat(&self, old: &Resource, persisted: &[u8]) -> Result<(), BoxError> {
-        let request = wire::encode_compat(&to_abi(old), persisted);
+        let request = wire::encode_compat(&old.into(), persisted);
         self.shared(|d| d.check_compat, "check_compat", &request)?;
         Ok(())
     }

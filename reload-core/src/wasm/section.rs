@@ -1,0 +1,157 @@
+//! Reading a WebAssembly module's custom section without compiling it:
+//! the manifest travels in a custom section named [`MANIFEST_SECTION`], so
+//! the host reads and verifies it before anything of the module runs (as
+//! for native libraries' `.reload_manifest`).
+//!
+//! The reader is total: any bytes give a section or a typed
+//! [`SectionError`], never a panic, and a section it returns lies inside
+//! the input (the `wasm` fuzz target checks both).
+
+/// The custom section holding the manifest text.
+pub const MANIFEST_SECTION: &str = "reload-manifest";
+
+/// Why the bytes are not a module with that section.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SectionError {
+    /// Not `\0asm` version 1.
+    #[error("not a WebAssembly module (bad magic or version)")]
+    NotWasm,
+    /// A section's length runs past the end, or a LEB128 is malformed.
+    #[error("truncated or malformed at byte {at}")]
+    Malformed {
+        /// Where.
+        at: usize,
+    },
+    /// No custom section of that name.
+    #[error("no `{0}` custom section")]
+    Missing(&'static str),
+    /// Two of them.
+    #[error("two `{0}` custom sections")]
+    Duplicate(&'static str),
+}
+
+/// Reads an unsigned LEB128 of at most 32 bits at `*at`.
+fn leb_u32(bytes: &[u8], at: &mut usize) -> Result<u32, SectionError> {
+    let start = *at;
+    let mut value: u64 = 0;
+    for shift in (0..35).step_by(7) {
+        let byte = *bytes
+            .get(*at)
+            .ok_or(SectionError::Malformed { at: start })?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return u32::try_from(value).map_err(|_| SectionError::Malformed { at: start });
+        }
+    }
+    Err(SectionError::Malformed { at: start })
+}
+
+/// The payload of the custom section `name` in `module`.
+///
+/// # Errors
+///
+/// A [`SectionError`].
+pub fn custom_section<'a>(module: &'a [u8], name: &'static str) -> Result<&'a [u8], SectionError> {
+    if module.get(..8) != Some(b"\0asm\x01\0\0\0".as_slice()) {
+        return Err(SectionError::NotWasm);
+    }
+    let mut at = 8;
+    let mut found = None;
+    while at < module.len() {
+        let id = module[at];
+        at += 1;
+        let size = leb_u32(module, &mut at)? as usize;
+        let end = at
+            .checked_add(size)
+            .filter(|&e| e <= module.len())
+            .ok_or(SectionError::Malformed { at })?;
+        if id == 0 {
+            let mut p = at;
+            let len = leb_u32(module, &mut p)? as usize;
+            let name_end = p
+                .checked_add(len)
+                .filter(|&e| e <= end)
+                .ok_or(SectionError::Malformed { at: p })?;
+            if &module[p..name_end] == name.as_bytes() {
+                if found.is_some() {
+                    return Err(SectionError::Duplicate(name));
+                }
+                found = Some(&module[name_end..end]);
+            }
+        }
+        at = end;
+    }
+    found.ok_or(SectionError::Missing(name))
+}
+
+/// The manifest section of `module` (see [`custom_section`]).
+///
+/// # Errors
+///
+/// A [`SectionError`].
+pub fn manifest_section(module: &[u8]) -> Result<&[u8], SectionError> {
+    custom_section(module, MANIFEST_SECTION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(sections: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        for (id, payload) in sections {
+            m.push(*id);
+            m.push(u8::try_from(payload.len()).expect("small"));
+            m.extend_from_slice(payload);
+        }
+        m
+    }
+
+    fn custom(name: &str, payload: &[u8]) -> (u8, Vec<u8>) {
+        let mut p = vec![u8::try_from(name.len()).expect("small")];
+        p.extend_from_slice(name.as_bytes());
+        p.extend_from_slice(payload);
+        (0, p)
+    }
+
+    #[test]
+    fn finds_the_manifest_and_refuses_the_rest_typed() {
+        let good = module(&[
+            (1, vec![0]),
+            custom("reload-manifest", b"m"),
+            custom("x", b"y"),
+        ]);
+        assert_eq!(manifest_section(&good), Ok(&b"m"[..]));
+        assert_eq!(
+            manifest_section(b"\0asm\x02\0\0\0"),
+            Err(SectionError::NotWasm)
+        );
+        assert_eq!(
+            manifest_section(&module(&[custom("x", b"")])),
+            Err(SectionError::Missing(MANIFEST_SECTION))
+        );
+        let two = module(&[
+            custom("reload-manifest", b"a"),
+            custom("reload-manifest", b"b"),
+        ]);
+        assert_eq!(
+            manifest_section(&two),
+            Err(SectionError::Duplicate(MANIFEST_SECTION))
+        );
+        let mut cut = good.clone();
+        cut.truncate(good.len() - 3);
+        assert!(matches!(
+            manifest_section(&cut),
+            Err(SectionError::Malformed { .. })
+        ));
+        // A LEB128 that never ends.
+        let mut endless = b"\0asm\x01\0\0\0\0".to_vec();
+        endless.extend_from_slice(&[0xff; 6]);
+        assert!(matches!(
+            manifest_section(&endless),
+            Err(SectionError::Malformed { .. })
+        ));
+    }
+}
