@@ -291,3 +291,122 @@ fn wasm_fuzz_regressions_replay() {
     }
     assert!(replayed >= 5);
 }
+
+/// A guest built from `body` (functions after the shared memory layout),
+/// with a manifest.
+fn inline(body: &str) -> Vec<u8> {
+    let text = format!(
+        r#"(module
+          (memory (export "memory") 1)
+          (data (i32.const 3072) "\01init refused")
+          (func (export "reload_alloc") (param i32) (result i32) (i32.const 1024))
+          {body})"#
+    );
+    guests::with_manifest(
+        wat::parse_str(&text).expect("wat"),
+        "reload-manifest 1\nname inline\nversion 1.0.0\n",
+    )
+}
+
+#[test]
+fn garbage_replies_are_typed_errors() {
+    let runtime = runtime(Duration::from_secs(1));
+    // A status the ABI does not define.
+    let bad_status = inline(
+        r#"(func (export "reload_call") (param i32 i32) (result i64)
+             (i32.store8 (i32.const 2048) (i32.const 7))
+             (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 1)))"#,
+    );
+    let mut plugin = runtime.package(bad_status).expect("packages").into_plugin();
+    reload_core::Hooks::link(&mut plugin).expect("links");
+    assert!(matches!(
+        plugin.call(b"x"),
+        Err(WasmError::BadReply { entry: "call", .. })
+    ));
+    // An empty reply.
+    let empty =
+        inline(r#"(func (export "reload_call") (param i32 i32) (result i64) (i64.const 0))"#);
+    let mut plugin = runtime.package(empty).expect("packages").into_plugin();
+    reload_core::Hooks::link(&mut plugin).expect("links");
+    assert!(matches!(plugin.call(b"x"), Err(WasmError::BadReply { .. })));
+    // A description that does not decode: refused at link.
+    let bad_describe = inline(
+        r#"(func (export "reload_call") (param i32 i32) (result i64) (i64.const 0))
+           (func (export "reload_describe") (result i64)
+             (i32.store8 (i32.const 2048) (i32.const 0))
+             (i32.store8 (i32.const 2049) (i32.const 1))
+             (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 2)))"#,
+    );
+    let mut plugin = runtime
+        .package(bad_describe)
+        .expect("packages")
+        .into_plugin();
+    let error = reload_core::Hooks::link(&mut plugin).expect_err("garbage");
+    assert!(matches!(
+        error.downcast_ref::<WasmError>(),
+        Some(WasmError::Garbage {
+            entry: "describe",
+            ..
+        })
+    ));
+    // An export of the wrong type: refused before instantiation.
+    let wrong_type =
+        inline(r#"(func (export "reload_call") (param i32) (result i64) (i64.const 0))"#);
+    assert!(matches!(
+        runtime.package(wrong_type).map(drop),
+        Err(WasmError::Signature {
+            name: "reload_call",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn init_gets_the_configuration_and_can_refuse() {
+    let runtime = runtime(Duration::from_secs(1));
+    // Accepts only a two-byte configuration; replies with its length.
+    let module = inline(
+        r#"(global $config (mut i32) (i32.const -1))
+           (func (export "reload_init") (param $ptr i32) (param $len i32) (result i64)
+             (if (i32.ne (local.get $len) (i32.const 2))
+               (then (return (i64.or (i64.shl (i64.const 3072) (i64.const 32)) (i64.const 13)))))
+             (global.set $config (local.get $len))
+             (i32.store8 (i32.const 2048) (i32.const 0))
+             (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 1)))
+           (func (export "reload_call") (param i32 i32) (result i64)
+             (i32.store8 (i32.const 2048) (i32.const 0))
+             (i32.store (i32.const 2049) (global.get $config))
+             (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 5)))"#,
+    );
+    let registry: Registry<WasmPlugin> = Registry::new(Unchecked);
+    let refused = registry
+        .register(runtime.package(module.clone()).expect("packages"), b"nope")
+        .expect_err("init refuses");
+    assert!(
+        refused.error.to_string().contains("init refused"),
+        "{}",
+        refused.error
+    );
+    registry
+        .register(runtime.package(module).expect("packages"), b"ok")
+        .expect("registered");
+    // Every pooled instance was initialized with the same configuration.
+    let registry = Arc::new(registry);
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let registry = Arc::clone(&registry);
+            thread::spawn(move || {
+                for _ in 0..200 {
+                    let reply = registry
+                        .call("inline", |c| c.plugin().call(b""))
+                        .expect("registered")
+                        .expect("served");
+                    assert_eq!(reply, 2i32.to_le_bytes());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("no panic");
+    }
+}
