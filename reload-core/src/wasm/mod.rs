@@ -11,7 +11,10 @@
 //!   fuel budget, inside a store whose memory is capped. A call that runs
 //!   past its deadline is interrupted ([`WasmError::Interrupted`]); the
 //!   version serves other calls on, and a reload's drain is bounded even if
-//!   a plugin loops forever: by the deadline plus a tick;
+//!   a plugin loops forever: each call in flight ends by its deadline plus a
+//!   tick (on a stateful guest, whose calls take turns, a queued call's
+//!   deadline starts when it gets the instance: `n` calls in flight, `n`
+//!   deadlines);
 //! - **clean unloading**: a version's code and memory go when the version
 //!   is dropped after its drain; nothing stays mapped.
 //!
