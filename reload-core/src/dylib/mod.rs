@@ -486,17 +486,41 @@ impl DylibPlugin {
     }
 }
 
-impl Drop for DylibPlugin {
-    fn drop(&mut self) {
+impl DylibPlugin {
+    /// Destroys the instance and unmaps the library, if linked.
+    fn unlink(&mut self) {
         if let Some(linked) = self.linked.take() {
             // SAFETY: the last use of the instance: no lease exists (the
-            // version was drained and shut down, or never served), and the
-            // library is still mapped (dropped just below).
+            // version was drained and shut down, never served, or its link
+            // is being undone), and the library is still mapped (dropped
+            // just below).
             unsafe { ((*linked.descriptor).destroy)(linked.instance) };
             // Unmaps the library (`dlclose`), after which no pointer into
-            // it is used again; then `copy` deletes the file.
+            // it is used again.
             drop(linked.library);
         }
+    }
+
+    /// Reads what the version declares: its state schema and resources.
+    fn describe(&mut self) -> Result<(), DylibError> {
+        let description = self.shared(|d| d.describe, "describe", &[])?;
+        let (schema, resources) =
+            reload_abi::wire::decode_description(&description).map_err(|source| {
+                DylibError::Garbage {
+                    entry: "describe",
+                    source,
+                }
+            })?;
+        self.schema = schema;
+        self.resources = resources.into_iter().map(Resource::from).collect();
+        Ok(())
+    }
+}
+
+impl Drop for DylibPlugin {
+    fn drop(&mut self) {
+        // Then `copy` deletes the file.
+        self.unlink();
     }
 }
 
@@ -517,17 +541,12 @@ impl Hooks for DylibPlugin {
         let linked = self.link_library()?;
         self.linked = Some(linked);
         // What the version declares is read once, here: a library whose
-        // description does not decode is refused before it initializes.
-        let description = self.shared(|d| d.describe, "describe", &[])?;
-        let (schema, resources) =
-            reload_abi::wire::decode_description(&description).map_err(|source| {
-                DylibError::Garbage {
-                    entry: "describe",
-                    source,
-                }
-            })?;
-        self.schema = schema;
-        self.resources = resources.into_iter().map(Resource::from).collect();
+        // description does not decode is refused before it initializes,
+        // and unlinked, so a retried `link` starts from nothing.
+        if let Err(e) = self.describe() {
+            self.unlink();
+            return Err(e.into());
+        }
         Ok(())
     }
 
