@@ -31,6 +31,7 @@
 
 pub mod check;
 pub mod db;
+pub mod fixture;
 pub mod plugins;
 mod run;
 pub mod scope;
