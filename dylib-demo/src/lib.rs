@@ -293,8 +293,10 @@ pub fn run(libs: &Libraries, config: &Config) -> Result<Report, String> {
         // Reload on each settled change until this deploy's outcome is in
         // (a slow deploy may settle, half written, once before it is done).
         loop {
-            let Some(outcome) = auto.next_outcome(Duration::from_secs(10)) else {
-                return Err(format!("deploy {n}: no reload outcome within 10 s"));
+            // Generous: a starved machine may be slow, and a wait that is
+            // not needed costs nothing.
+            let Some(outcome) = auto.next_outcome(Duration::from_secs(120)) else {
+                return Err(format!("deploy {n}: no reload outcome within 120 s"));
             };
             report.changes += 1;
             match outcome {

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dylib_demo::{build_plugins, run, Config, Libraries};
 use reload_core::dylib::{DylibError, DylibPlugin, ElfError, Loader};
@@ -33,7 +33,14 @@ fn file_triggered_reloads_under_calls_drop_nothing() {
     assert_eq!(report.wrong, 0);
     assert_eq!(report.refused_abi, 4, "each broken deploy refused");
     assert_eq!(report.reloaded, 20, "each good deploy reloaded");
-    assert!(report.refused_incomplete <= 2);
+    // The slow deploy may be seen settled while empty and while half
+    // written (and, on a starved machine, part way through the rest): each
+    // such state is refused before mapping and is not a reload.
+    assert!(
+        report.refused_incomplete <= 3,
+        "{}",
+        report.refused_incomplete
+    );
     assert!(
         report.refused_other.is_empty(),
         "{:?}",
@@ -221,16 +228,39 @@ fn the_watcher_coalesces_bursts_sees_renames_and_ignores_reads() {
         );
     };
     quiet("nothing happened yet");
-    // A burst of writes in place: one change.
+    // A burst of writes in place: one change, if it was a burst. The
+    // property is about writes closer together than the debounce; on a
+    // starved machine this thread can be descheduled in the middle of the
+    // loop for longer than that, and then two changes are the right answer.
+    // So the test measures what it did and asserts what follows from it,
+    // rather than hoping the scheduler was kind.
+    let started = Instant::now();
     for i in 0..5 {
         fs::write(&file, format!("v{i}")).expect("write");
     }
+    let burst = started.elapsed();
     let change = watcher
         .next_change(Duration::from_secs(20))
         .expect("a change");
     assert_eq!(change.path, file);
-    assert!(change.events >= 2, "{change:?}");
-    quiet("one change for the burst");
+    if burst < debounce / 2 {
+        assert!(change.events >= 2, "{change:?}");
+        quiet("one change for the burst");
+    } else {
+        // Not a burst after all: every further change still reports the
+        // file, and they end (at most one per write).
+        let mut more = 0;
+        while let Some(c) = watcher.next_change(Duration::from_millis(1500)) {
+            assert_eq!(c.path, file);
+            more += 1;
+            assert!(more < 5, "more changes than writes");
+        }
+        eprintln!(
+            "the burst took {burst:?} (debounce {debounce:?}): {} changes",
+            more + 1
+        );
+    }
+    assert_eq!(fs::read(&file).expect("read"), b"v4");
     // Reading the file (as the loader does) is not a change.
     for _ in 0..3 {
         fs::read(&file).expect("read");

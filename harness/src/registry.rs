@@ -313,7 +313,7 @@ pub fn run(ops: &[ROp]) -> Result<Report, String> {
                     Outcome::Ok
                 };
                 let options = if *quiesced {
-                    ReloadOptions::quiesced(std::time::Duration::from_secs(5))
+                    ReloadOptions::quiesced(std::time::Duration::from_secs(60))
                 } else {
                     ReloadOptions::immediate()
                 };

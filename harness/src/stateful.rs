@@ -179,7 +179,7 @@ fn version(label: &str, schema: u32, book: &std::sync::Arc<Book>, fault: SFault)
 
 fn options(quiesced: bool) -> ReloadOptions {
     if quiesced {
-        ReloadOptions::quiesced(Duration::from_secs(10))
+        ReloadOptions::quiesced(Duration::from_secs(60))
     } else {
         ReloadOptions::immediate()
     }
@@ -299,7 +299,7 @@ fn apply(
                 .prepare(
                     Plugin::new(Counter::next(label, want.schema, book)),
                     &(),
-                    ReloadOptions::quiesced(Duration::from_secs(10)).restore_from(bytes),
+                    ReloadOptions::quiesced(Duration::from_secs(60)).restore_from(bytes),
                 )
                 .and_then(|p| p.commit());
             match (result, corrupt) {
@@ -378,7 +378,7 @@ pub fn check_envelope(bytes: &[u8]) -> Result<(), String> {
         .prepare(
             Plugin::new(Counter::next("v2", 3, &book)),
             &(),
-            ReloadOptions::quiesced(Duration::from_secs(10)).restore_from(bytes.to_vec()),
+            ReloadOptions::quiesced(Duration::from_secs(60)).restore_from(bytes.to_vec()),
         )
         .and_then(|p| p.commit());
     let serving = slot.enter().map_err(|e| e.to_string())?;

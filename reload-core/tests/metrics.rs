@@ -72,7 +72,7 @@ fn calls_reloads_refusals_and_drains_reach_the_recorder() {
             .reload(
                 vec![package("1.1.0", false)],
                 &(),
-                ReloadOptions::quiesced(Duration::from_secs(5)),
+                ReloadOptions::quiesced(Duration::from_secs(60)),
             )
             .expect("reloaded");
         for change in report.changes {

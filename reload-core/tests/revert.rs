@@ -109,7 +109,7 @@ fn add(registry: &Registry<Counter>) -> (String, u64) {
 }
 
 fn quiesced() -> ReloadOptions {
-    ReloadOptions::quiesced(Duration::from_secs(5))
+    ReloadOptions::quiesced(Duration::from_secs(60))
 }
 
 #[test]

@@ -21,7 +21,7 @@ fn builds() -> &'static Builds {
 }
 
 fn quiesced() -> ReloadOptions {
-    ReloadOptions::quiesced(Duration::from_secs(10))
+    ReloadOptions::quiesced(Duration::from_secs(60))
 }
 
 fn scratch(name: &str) -> PathBuf {
