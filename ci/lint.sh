@@ -18,4 +18,4 @@ RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 RUSTDOCFLAGS=-Dwarnings cargo doc -p reload-core --no-deps --no-default-features
 echo "== cargo clippy on the loom tests (--cfg loom)"
 RUSTFLAGS="--cfg loom --cfg crossbeam_loom" CARGO_TARGET_DIR=target/loom \
-  cargo clippy -p reload-core --tests --profile loom -- -D warnings
+  cargo clippy -p reload-core -p lifecycle --tests --profile loom -- -D warnings

@@ -19,15 +19,17 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom"
 
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
-  for f in reload-core/tests/loom_*.rs; do tests+=("$(basename "$f" .rs)"); done
+  for f in reload-core/tests/loom_*.rs lifecycle/tests/loom_*.rs; do tests+=("$(basename "$f" .rs)"); done
 fi
+# The crate a loom test belongs to: lifecycle's phase cell, or the core.
+crate_of() { if [ -f "lifecycle/tests/$1.rs" ]; then echo lifecycle; else echo reload-core; fi; }
 args=()
-for t in "${tests[@]}"; do args+=(--test "$t"); done
+for t in "${tests[@]}"; do args+=(-p "$(crate_of "$t")" --test "$t"); done
 
 echo "== loom (LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS): ${tests[*]}"
-cargo build --profile loom -p reload-core "${args[@]}" --quiet
+cargo build --profile loom "${args[@]}" --quiet
 for t in "${tests[@]}"; do
   start=$(date +%s)
-  cargo test --profile loom -p reload-core --test "$t" --quiet -- --test-threads=1
+  cargo test --profile loom -p "$(crate_of "$t")" --test "$t" --quiet -- --test-threads=1
   echo "   $t: $(( $(date +%s) - start )) s"
 done
