@@ -463,6 +463,14 @@ mod tests {
             Err(WireError::Trailing { extra: 1 })
         );
         assert_eq!(decode_name(&[0, 0, 0, 0]), Err(WireError::BadName));
+        // The longest name is accepted, one byte more is not.
+        let name = |len: usize| {
+            let mut out = (len as u32).to_le_bytes().to_vec();
+            out.resize(4 + len, b'n');
+            out
+        };
+        assert_eq!(decode_name(&name(MAX_NAME)).map(str::len), Ok(MAX_NAME));
+        assert_eq!(decode_name(&name(MAX_NAME + 1)), Err(WireError::BadName));
         assert_eq!(decode_name(&[1, 0, 0, 0, 0xff]), Err(WireError::BadName));
     }
 }

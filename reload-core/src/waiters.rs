@@ -190,4 +190,50 @@ mod tests {
         }
         assert_eq!(list.len(), 0);
     }
+
+    /// A waker that counts its wakes (and, by its `Arc`, who holds it).
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Tasks: one entry per task however often it polls, the latest waker
+    /// kept, a task that leaves takes out only its own entry, and a wake
+    /// reaches every task still registered.
+    #[test]
+    fn each_task_keeps_one_entry_with_its_latest_waker_and_leaves_alone() {
+        let list = WaitList::default();
+        let wakers: Vec<Arc<Counting>> = (0..3).map(|_| Arc::default()).collect();
+        let poll = |entry: &mut TaskEntry, w: &Arc<Counting>| {
+            let waker = Waker::from(Arc::clone(w));
+            list.poll_until(entry, &mut Context::from_waker(&waker), || false)
+        };
+        let (mut a, mut b) = (None, None);
+        assert!(poll(&mut a, &wakers[0]).is_pending());
+        assert!(poll(&mut a, &wakers[0]).is_pending());
+        assert_eq!(list.len(), 1, "one entry for a task polled twice");
+        // Polled again with another waker: that one replaces the first.
+        assert!(poll(&mut a, &wakers[1]).is_pending());
+        assert_eq!(list.len(), 1);
+        assert_eq!(Arc::strong_count(&wakers[0]), 1, "the old waker is let go");
+        assert!(poll(&mut b, &wakers[2]).is_pending());
+        assert_eq!(list.len(), 2);
+        // `b` leaves: `a` stays registered and is woken.
+        list.leave(&mut b);
+        assert_eq!((list.len(), b), (1, None));
+        list.wake_all();
+        let wakes: Vec<usize> = wakers.iter().map(|w| w.0.load(Ordering::SeqCst)).collect();
+        assert_eq!(wakes, [0, 1, 0]);
+        assert_eq!(list.len(), 0);
+        // Ready at the first look: nothing registered.
+        let mut c = None;
+        let waker = Waker::from(Arc::clone(&wakers[2]));
+        assert!(list
+            .poll_until(&mut c, &mut Context::from_waker(&waker), || true)
+            .is_ready());
+        assert_eq!((list.len(), c), (0, None));
+    }
 }

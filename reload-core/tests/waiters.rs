@@ -116,3 +116,92 @@ fn every_thread_and_task_waiting_is_woken_and_those_that_give_up_leave_only_them
     assert_eq!(removed.report().generation, 1);
     assert_eq!(ledger.records()[&1].shutdowns, 1);
 }
+
+/// A waker that counts its wakes; its `Arc`'s strong count tells whether
+/// anyone still holds it.
+#[derive(Default)]
+struct Counting(std::sync::atomic::AtomicUsize);
+impl Wake for Counting {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+impl Counting {
+    fn wakes(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A future polled again with another waker (moved to another task, or an
+/// executor that changes wakers) is woken through the one it gave last;
+/// dropping pending futures leaves no waker behind.
+#[test]
+fn the_last_waker_given_is_the_one_woken_and_dropped_futures_leave_none() {
+    let ledger = Ledger::new();
+    let slot = Slot::new(ready(1, &ledger));
+    let lease = slot.enter().expect("open");
+    let old = slot.replace(ready(2, &ledger)).expect("replace");
+    let (first, second) = (Arc::new(Counting::default()), Arc::new(Counting::default()));
+    let mut until = Box::pin(old.until_drained());
+    for waker in [&first, &second] {
+        let waker = Waker::from(Arc::clone(waker));
+        assert!(until
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+    }
+    // Another future on the same version, dropped while pending.
+    let dropped = Arc::new(Counting::default());
+    {
+        let mut other = Box::pin(old.until_drained());
+        let waker = Waker::from(Arc::clone(&dropped));
+        assert!(other
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+    }
+    assert_eq!(
+        Arc::strong_count(&dropped),
+        1,
+        "a dropped future's waker is let go"
+    );
+    // The list holds the second waker only: the first was replaced.
+    assert_eq!(Arc::strong_count(&first), 1, "the replaced waker is let go");
+    assert_eq!(Arc::strong_count(&second), 2);
+    drop(lease);
+    assert_eq!((first.wakes(), second.wakes(), dropped.wakes()), (0, 1, 0));
+    let waker = Waker::from(Arc::clone(&second));
+    assert!(until
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_ready());
+    drop(until);
+
+    // The same for the finalizing future, `Drain`, dropped pending (its
+    // version then goes to the slot, which finalizes it once drained).
+    let lease = slot.enter().expect("open");
+    let old = slot.replace(ready(3, &ledger)).expect("replace");
+    let held = Arc::new(Counting::default());
+    {
+        let mut drain = Box::pin(old.drained());
+        let waker = Waker::from(Arc::clone(&held));
+        assert!(drain
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+    }
+    assert_eq!(
+        Arc::strong_count(&held),
+        1,
+        "a dropped drain's waker is let go"
+    );
+    drop(lease);
+    assert_eq!(held.wakes(), 0);
+    // A borrowed lease's release does not finalize; the slot's next reap
+    // does (an owned lease's release would have).
+    assert_eq!(slot.reap(), 1);
+    assert_eq!(ledger.records()[&2].shutdowns, 1, "the slot finalized it");
+}
