@@ -19,6 +19,9 @@ use stateright::{Model, Property};
 pub type V = u8;
 /// A worker index, which is also the index of the shard it counts on.
 pub type W = u8;
+/// A drainer index (its place in `ReloadState::drainers`, in order of
+/// creation), which is also its bit in a version's waiter set.
+pub type D = u8;
 
 /// The system: how many callers, calls, reloads, and which failure paths.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +38,14 @@ pub struct ReloadSys {
     pub init_failure: bool,
     /// After its reloads, the reloader closes the slot.
     pub close: bool,
+    /// Each version cut over from has a second waiter: an observer (a
+    /// thread in `wait_drained`, or a task in `until_drained`) that waits
+    /// for the drain without finalizing. The owner finalizes only after it
+    /// is done (it borrows the owner's handle).
+    pub observers: bool,
+    /// The broken wait list of #14: a registration replaces the waiter
+    /// registered before it instead of joining it.
+    pub single_waiter: bool,
 }
 
 impl ReloadSys {
@@ -47,6 +58,8 @@ impl ReloadSys {
             drain_timeouts: false,
             init_failure: false,
             close: false,
+            observers: false,
+            single_waiter: false,
         }
     }
 }
@@ -58,8 +71,8 @@ pub struct Version {
     pub phase: Phase,
     /// In-flight counts, one shard per worker.
     pub inflight: Vec<u8>,
-    /// A drainer is registered as its waiter (D3).
-    pub waiter: bool,
+    /// The drainers registered as its waiters (D3), one bit per drainer.
+    pub waiters: u8,
     /// Times its shutdown hook began.
     pub shutdowns: u8,
     /// `defer_destroy` was called (F4).
@@ -166,11 +179,13 @@ pub enum DrainPc {
     Done,
 }
 
-/// The thread waiting on one draining version.
+/// A thread waiting on one draining version: its owner, or an observer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Drainer {
     /// The version it drains.
     pub v: V,
+    /// An observer waits and ends there; the owner finalizes.
+    pub observer: bool,
     /// Where it is.
     pub pc: DrainPc,
     /// An unpark token is pending for this thread.
@@ -192,7 +207,7 @@ pub struct ReloadState {
     pub versions: Vec<Version>,
     /// The callers.
     pub workers: Vec<Worker>,
-    /// One per version cut over from.
+    /// One per version cut over from (two with observers).
     pub drainers: Vec<Drainer>,
     /// Reloads attempted so far.
     pub reloads_done: u8,
@@ -239,21 +254,21 @@ pub enum Action {
     /// `close`: swap in null.
     ReloaderClose,
     /// D1-D2 / D4: read one shard of the sum.
-    DrainerSum(V),
+    DrainerSum(D),
     /// D3: register as the waiter under the lock.
-    DrainerRegister(V),
+    DrainerRegister(D),
     /// D6: the park returns because a release unparked us.
-    DrainerWake(V),
+    DrainerWake(D),
     /// D6: the park returns at the deadline.
-    DrainerTimeout(V),
+    DrainerTimeout(D),
     /// D4/D5: deregister under the lock.
-    DrainerDeregister(V),
+    DrainerDeregister(D),
     /// L2: the caller waits again on the version handed back.
-    DrainerWaitAgain(V),
+    DrainerWaitAgain(D),
     /// F1-F3: shutdown runs, the version becomes Removed.
-    DrainerFinalize(V),
+    DrainerFinalize(D),
     /// F4: `defer_destroy` in the collector.
-    DrainerRetire(V),
+    DrainerRetire(D),
 }
 
 impl ReloadState {
@@ -284,20 +299,15 @@ impl ReloadState {
         }
     }
 
-    fn drainer_mut(&mut self, v: V) -> &mut Drainer {
-        let i = self
-            .drainers
-            .iter()
-            .position(|d| d.v == v)
-            .unwrap_or_else(|| unreachable!("version {v} has no drainer"));
-        &mut self.drainers[i]
+    fn drainer_mut(&mut self, d: D) -> &mut Drainer {
+        &mut self.drainers[usize::from(d)]
     }
 
     fn new_version(&mut self, shards: usize) -> V {
         self.versions.push(Version {
             phase: Phase::Loaded,
             inflight: vec![0; shards],
-            waiter: false,
+            waiters: 0,
             shutdowns: 0,
             retired: false,
             retire_wait: vec![false; shards],
@@ -317,14 +327,20 @@ impl ReloadSys {
         let Some(old) = state.current else { return };
         state.current = next;
         state.set_phase(old, Phase::Draining);
-        state.drainers.push(Drainer {
-            v: old,
-            pc: DrainPc::FirstSum { shard: 0, acc: 0 },
-            token: false,
-            expired: false,
-            timeouts_left: u8::from(self.drain_timeouts),
-            waited_again: false,
-        });
+        for observer in [false, true] {
+            if observer && !self.observers {
+                continue;
+            }
+            state.drainers.push(Drainer {
+                v: old,
+                observer,
+                pc: DrainPc::FirstSum { shard: 0, acc: 0 },
+                token: false,
+                expired: false,
+                timeouts_left: u8::from(self.drain_timeouts && !observer),
+                waited_again: false,
+            });
+        }
     }
 
     fn release_step(&self, state: &mut ReloadState, w: W, v: V, step: Release, then: Then) {
@@ -355,8 +371,12 @@ impl ReloadSys {
                 }
             }
             Release::Wake => {
-                if std::mem::take(&mut state.touch(v).waiter) {
-                    state.drainer_mut(v).token = true;
+                // Every registered waiter, taken under the lock.
+                let waiters = std::mem::take(&mut state.touch(v).waiters);
+                for (d, drainer) in state.drainers.iter_mut().enumerate() {
+                    if waiters & (1 << d) != 0 {
+                        drainer.token = true;
+                    }
                 }
                 None
             }
@@ -387,10 +407,11 @@ impl ReloadSys {
         state.unpin(w);
     }
 
-    fn sum_step(&self, state: &mut ReloadState, v: V, shard: u8, acc: u8, first: bool) {
+    fn sum_step(&self, state: &mut ReloadState, d: D, shard: u8, acc: u8, first: bool) {
+        let v = state.drainers[usize::from(d)].v;
         let acc = acc + state.versions[usize::from(v)].inflight[usize::from(shard)];
         let shards = self.workers;
-        let drainer = state.drainer_mut(v);
+        let drainer = state.drainer_mut(d);
         drainer.pc = match (shard + 1 < shards, first) {
             (true, true) => DrainPc::FirstSum {
                 shard: shard + 1,
@@ -400,7 +421,7 @@ impl ReloadSys {
                 shard: shard + 1,
                 acc,
             },
-            (false, true) if acc == 0 => DrainPc::Finalize,
+            (false, true) if acc == 0 => drained(drainer),
             (false, true) => DrainPc::Register,
             (false, false) if acc == 0 => DrainPc::Deregister { drained: true },
             (false, false) if drainer.expired => DrainPc::Deregister { drained: false },
@@ -474,25 +495,35 @@ impl Model for ReloadSys {
                 actions.push(Action::ReloaderClose);
             }
         }
-        for d in &state.drainers {
-            let v = d.v;
+        for (i, d) in state.drainers.iter().enumerate() {
+            let i = i as D;
             match d.pc {
                 DrainPc::FirstSum { .. } | DrainPc::Sum { .. } => {
-                    actions.push(Action::DrainerSum(v))
+                    actions.push(Action::DrainerSum(i))
                 }
-                DrainPc::Register => actions.push(Action::DrainerRegister(v)),
+                DrainPc::Register => actions.push(Action::DrainerRegister(i)),
                 DrainPc::Parked => {
                     if d.token {
-                        actions.push(Action::DrainerWake(v));
+                        actions.push(Action::DrainerWake(i));
                     }
                     if d.timeouts_left > 0 {
-                        actions.push(Action::DrainerTimeout(v));
+                        actions.push(Action::DrainerTimeout(i));
                     }
                 }
-                DrainPc::Deregister { .. } => actions.push(Action::DrainerDeregister(v)),
-                DrainPc::TimedOut => actions.push(Action::DrainerWaitAgain(v)),
-                DrainPc::Finalize => actions.push(Action::DrainerFinalize(v)),
-                DrainPc::Retire => actions.push(Action::DrainerRetire(v)),
+                DrainPc::Deregister { .. } => actions.push(Action::DrainerDeregister(i)),
+                DrainPc::TimedOut => actions.push(Action::DrainerWaitAgain(i)),
+                // The owner finalizes once its observers are done with the
+                // handle they borrow.
+                DrainPc::Finalize => {
+                    if !state
+                        .drainers
+                        .iter()
+                        .any(|o| o.observer && o.v == d.v && o.pc != DrainPc::Done)
+                    {
+                        actions.push(Action::DrainerFinalize(i));
+                    }
+                }
+                DrainPc::Retire => actions.push(Action::DrainerRetire(i)),
                 DrainPc::Done => {}
             }
         }
@@ -576,57 +607,64 @@ impl Model for ReloadSys {
                 self.cut_over(&mut s, None);
                 s.closed = true;
             }
-            Action::DrainerSum(v) => match s.drainer_mut(v).pc {
-                DrainPc::FirstSum { shard, acc } => self.sum_step(&mut s, v, shard, acc, true),
-                DrainPc::Sum { shard, acc } => self.sum_step(&mut s, v, shard, acc, false),
+            Action::DrainerSum(d) => match s.drainer_mut(d).pc {
+                DrainPc::FirstSum { shard, acc } => self.sum_step(&mut s, d, shard, acc, true),
+                DrainPc::Sum { shard, acc } => self.sum_step(&mut s, d, shard, acc, false),
                 _ => return None,
             },
-            Action::DrainerRegister(v) => {
-                s.versions[usize::from(v)].waiter = true;
-                s.drainer_mut(v).pc = DrainPc::Sum { shard: 0, acc: 0 };
+            Action::DrainerRegister(d) => {
+                let v = s.drainers[usize::from(d)].v;
+                let waiters = &mut s.versions[usize::from(v)].waiters;
+                if self.single_waiter {
+                    // Broken: the last to register is the only waiter.
+                    *waiters = 1 << d;
+                } else {
+                    *waiters |= 1 << d;
+                }
+                s.drainer_mut(d).pc = DrainPc::Sum { shard: 0, acc: 0 };
             }
-            Action::DrainerWake(v) => {
-                let d = s.drainer_mut(v);
+            Action::DrainerWake(d) => {
+                let d = s.drainer_mut(d);
                 d.token = false;
                 d.expired = false;
                 d.pc = DrainPc::Register;
             }
-            Action::DrainerTimeout(v) => {
-                let d = s.drainer_mut(v);
+            Action::DrainerTimeout(d) => {
+                let d = s.drainer_mut(d);
                 d.timeouts_left -= 1;
                 d.expired = true;
                 d.pc = DrainPc::Register;
             }
-            Action::DrainerDeregister(v) => {
-                s.versions[usize::from(v)].waiter = false;
-                let d = s.drainer_mut(v);
-                let DrainPc::Deregister { drained } = d.pc else {
+            Action::DrainerDeregister(d) => {
+                let v = s.drainers[usize::from(d)].v;
+                // Takes out its own entry only.
+                s.versions[usize::from(v)].waiters &= !(1 << d);
+                let d = s.drainer_mut(d);
+                let DrainPc::Deregister { drained: done } = d.pc else {
                     return None;
                 };
-                d.pc = if drained {
-                    DrainPc::Finalize
-                } else {
-                    DrainPc::TimedOut
-                };
+                d.pc = if done { drained(d) } else { DrainPc::TimedOut };
             }
-            Action::DrainerWaitAgain(v) => {
-                let d = s.drainer_mut(v);
+            Action::DrainerWaitAgain(d) => {
+                let d = s.drainer_mut(d);
                 d.expired = false;
                 d.waited_again = true;
                 d.pc = DrainPc::FirstSum { shard: 0, acc: 0 };
             }
-            Action::DrainerFinalize(v) => {
+            Action::DrainerFinalize(d) => {
+                let v = s.drainers[usize::from(d)].v;
                 s.versions[usize::from(v)].shutdowns += 1;
                 s.set_phase(v, Phase::Removed);
-                s.drainer_mut(v).pc = DrainPc::Retire;
+                s.drainer_mut(d).pc = DrainPc::Retire;
             }
-            Action::DrainerRetire(v) => {
+            Action::DrainerRetire(d) => {
+                let v = s.drainers[usize::from(d)].v;
                 let pinned: Vec<bool> = s.workers.iter().map(|w| w.pinned).collect();
                 let version = &mut s.versions[usize::from(v)];
                 version.retired = true;
                 version.freed = pinned.iter().all(|p| !p);
                 version.retire_wait = pinned;
-                s.drainer_mut(v).pc = DrainPc::Done;
+                s.drainer_mut(d).pc = DrainPc::Done;
             }
         }
         Some(s)
@@ -696,6 +734,18 @@ impl Model for ReloadSys {
                 },
             ));
         }
+        if self.observers {
+            properties.push(Property::<Self>::sometimes(
+                TWO_WAITERS_PARKED_ARE_WOKEN,
+                |_, s| {
+                    s.drainers.iter().enumerate().any(|(i, a)| {
+                        s.drainers.iter().skip(i + 1).any(|b| {
+                            a.v == b.v && [a, b].iter().all(|d| d.pc == DrainPc::Parked && d.token)
+                        })
+                    })
+                },
+            ));
+        }
         if self.close {
             properties.push(Property::<Self>::sometimes(CLOSED_SLOT_REFUSES, |_, s| {
                 s.closed
@@ -708,6 +758,16 @@ impl Model for ReloadSys {
     }
 }
 
+/// Where a drainer goes once it has seen the drain complete: the owner
+/// finalizes, an observer is done.
+fn drained(d: &Drainer) -> DrainPc {
+    if d.observer {
+        DrainPc::Done
+    } else {
+        DrainPc::Finalize
+    }
+}
+
 /// At the end: every version cut over from is Removed, its memory freed,
 /// and no lease or increment is outstanding anywhere.
 fn all_removed(s: &ReloadState) -> bool {
@@ -717,6 +777,8 @@ fn all_removed(s: &ReloadState) -> bool {
         let drained = v.inflight.iter().all(|n| *n == 0);
         drained && (!installed_and_replaced || (v.phase == Phase::Removed && v.freed))
     }) && s.workers.iter().all(|w| w.pc == Pc::Done && !w.pinned)
+        // Every waiter, owner or observer, was woken and finished.
+        && s.drainers.iter().all(|d| d.pc == DrainPc::Done)
 }
 
 /// Always: no call runs on a version whose shutdown began (S1).
@@ -746,3 +808,6 @@ pub const INIT_FAILURE_KEEPS_OLD_SERVING: &str = "a failed init leaves the old v
 pub const CLOSED_SLOT_REFUSES: &str = "a closed slot refuses a call";
 /// Sometimes (non-vacuity): a parked drain is woken by a release (L1).
 pub const DRAIN_PARKS_AND_IS_WOKEN: &str = "a parked drain is woken by a release";
+/// With observers: sometimes both waiters of one version are parked and a
+/// release has woken both.
+pub const TWO_WAITERS_PARKED_ARE_WOKEN: &str = "two waiters parked on one drain are both woken";

@@ -6,7 +6,7 @@ use model::broken::ring::RingSys;
 use model::protocol::{
     ReloadSys, ALL_REMOVED_AT_THE_END, CALL_OVERLAPS_DRAIN, CLOSED_SLOT_REFUSES,
     DRAIN_PARKS_AND_IS_WOKEN, DRAIN_TIMES_OUT_AND_IS_WAITED_AGAIN, INIT_FAILURE_KEEPS_OLD_SERVING,
-    NO_CALL_INTO_FINALIZED, TWO_VERSIONS_DRAIN_AT_ONCE,
+    NO_CALL_INTO_FINALIZED, TWO_VERSIONS_DRAIN_AT_ONCE, TWO_WAITERS_PARKED_ARE_WOKEN,
 };
 use model::trace::counterexample;
 use stateright::{Checker, Model};
@@ -75,4 +75,40 @@ fn the_phantom_reference_drain_is_refuted() {
     let trace = counterexample(&checker, NO_CALL_INTO_FINALIZED)
         .expect("the checker must find a call into a finalized version");
     insta::assert_snapshot!("phantom_refs_counterexample", trace);
+}
+
+/// A second waiter on every drain (an observer in `wait_drained` or
+/// `until_drained`, beside the owner that finalizes): every waiter is woken
+/// and finishes, in every interleaving.
+#[test]
+fn two_waiters_on_every_drain() {
+    let checker = check(ReloadSys {
+        workers: 1,
+        calls_per_worker: 2,
+        observers: true,
+        ..ReloadSys::small()
+    });
+    assert_eq!(checker.unique_state_count(), 196_024);
+    assert!(checker.discovery(TWO_WAITERS_PARKED_ARE_WOKEN).is_some());
+}
+
+/// The wait list of #14, where a registration replaces the waiter before
+/// it: the owner's registration pushes the observer out (or the other way
+/// round), the last release wakes one of them, and the other stays parked
+/// forever.
+#[test]
+fn a_wait_list_of_one_is_refuted() {
+    let checker = ReloadSys {
+        workers: 1,
+        reloads: 1,
+        observers: true,
+        single_waiter: true,
+        ..ReloadSys::small()
+    }
+    .checker()
+    .spawn_bfs()
+    .join();
+    let trace = counterexample(&checker, ALL_REMOVED_AT_THE_END)
+        .expect("the checker must find a waiter left parked");
+    insta::assert_snapshot!("single_waiter_counterexample", trace);
 }
