@@ -4,11 +4,12 @@
 #![cfg(loom)]
 
 mod loom_support;
-use loom_support::{detach, model, ready, slot, Tally};
+use loom_support::{detach, model, ready, slot, Explored, Tally};
 use reload_core::DrainError;
 
 #[test]
 fn a_deadline_racing_the_last_release() {
+    static EXPLORED: Explored = Explored::new();
     model(|| {
         let tally = Tally::new();
         let slot = slot(1, &tally);
@@ -19,11 +20,16 @@ fn a_deadline_racing_the_last_release() {
             assert_eq!(lease.call(), 1);
             drop(lease);
         });
-        // Under loom a bounded park yields once and then counts as expired,
-        // so both outcomes are explored.
+        // Under loom a bounded park counts as expired at once, and the
+        // release may come before the last look or after it: both
+        // outcomes are explored (and counted).
         let removed = match old.wait_deadline(std::time::Instant::now()) {
-            Ok(removed) => removed,
+            Ok(removed) => {
+                EXPLORED.saw(true);
+                removed
+            }
             Err(DrainError::TimedOut(again)) => {
+                EXPLORED.saw(false);
                 assert_eq!(tally.shutdowns(), 0, "no shutdown before the drain");
                 again.wait().expect("shutdown ok")
             }
@@ -33,4 +39,5 @@ fn a_deadline_racing_the_last_release() {
         assert_eq!(removed.report().generation, 1);
         assert_eq!(tally.shutdowns(), 1);
     });
+    EXPLORED.assert_both(["drained in time", "timed out"]);
 }

@@ -36,6 +36,24 @@ fn the_drain_future_is_woken_by_the_last_release() {
     });
 }
 
+/// The drain future racing a call that may lease the old version just
+/// before the cut-over (pair A): its first look carries the reloader's
+/// fence, so it never resolves while that call runs.
+#[test]
+fn the_drain_future_races_a_call() {
+    model(|| {
+        let tally = Tally::new();
+        let slot = slot(1, &tally);
+        let caller = spawn_caller(&slot);
+        let old = slot.replace(ready(2, &tally)).expect("replace");
+        let removed = block_on(old.drained()).expect("shutdown is fine");
+        assert_eq!(removed.report().generation, 1);
+        assert_eq!(tally.shutdowns(), 1);
+        let served_by = caller.join().expect("caller").expect("served");
+        assert!(served_by == 1 || served_by == 2);
+    });
+}
+
 /// Two tasks (on two threads) wait on one version with `until_drained`
 /// while the last lease goes: both are woken, and the version is still
 /// the host's to finalize afterwards.

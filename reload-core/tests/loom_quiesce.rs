@@ -9,7 +9,7 @@ mod loom_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use loom_support::{model, tallied_slot, Tallied, Tally};
+use loom_support::{model, tallied_slot, Explored, Tallied, Tally};
 use reload_core::{Committed, ReloadError, ReloadFault, ReloadOptions, Slot};
 
 /// A slot on v1, one thread calling it once, and a quiesced commit to v2
@@ -63,12 +63,15 @@ fn quiesced_commit_races_a_call() {
     });
 }
 
-/// A deadline (under loom it passes after one yield): the commit either
-/// drains in time or rolls back, and the gate reopens either way.
+/// A deadline (under loom it has passed at once, and the drain looks one
+/// last time): the commit either drains in time or rolls back, and the gate
+/// reopens either way. Both outcomes must be explored.
 #[test]
 fn quiesce_times_out_and_rolls_back() {
+    static EXPLORED: Explored = Explored::new();
     model(|| {
         let (tally, slot, outcome, served_by) = commit_racing_a_call(Duration::from_secs(1));
+        EXPLORED.saw(outcome.is_ok());
         let lease = slot.enter().expect("serving");
         match outcome {
             Ok(committed) => {
@@ -85,5 +88,37 @@ fn quiesce_times_out_and_rolls_back() {
             }
         }
         assert_eq!(slot.enter().expect("serving").count(), 1);
+    });
+    EXPLORED.assert_both(["committed", "rolled back"]);
+}
+
+/// A caller at the gate through two quiesced reloads in a row: woken when
+/// the first gate opens, it may find the second one closed already; it
+/// waits again rather than giving up (a gate is a wait, never a refusal).
+/// No deadline: a lost wake-up is a deadlock.
+#[test]
+fn a_call_waits_through_back_to_back_gates() {
+    model(|| {
+        let tally = Tally::new();
+        let slot = tallied_slot(&tally);
+        let caller = {
+            let slot = Arc::clone(&slot);
+            loom::thread::spawn(move || slot.call(Tallied::inc))
+        };
+        for id in [2, 3] {
+            let committed = slot
+                .prepare(
+                    Tallied::new(id, &tally),
+                    &(),
+                    ReloadOptions::quiesced(Duration::MAX),
+                )
+                .and_then(|p| p.commit())
+                .unwrap_or_else(|e| panic!("no deadline, so it commits: {e}"));
+            committed.old.wait().expect("finalizes");
+        }
+        let served_by = caller.join().expect("caller").expect("served");
+        assert!((1..=3).contains(&served_by));
+        assert_eq!(slot.enter().expect("serving").count(), 1);
+        assert_eq!(tally.shutdowns(), 2);
     });
 }

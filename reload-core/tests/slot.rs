@@ -71,6 +71,7 @@ fn a_lease_taken_before_the_cutover_keeps_its_version_until_dropped() {
         s.spawn(move || drop(lease));
     });
     assert!(old.is_drained());
+    assert_eq!(old.in_flight(), 0);
     let removed = old.wait_timeout(Duration::from_secs(60)).expect("drained");
     assert_eq!(removed.report().generation, 1);
     drop(removed);
@@ -469,4 +470,42 @@ fn wait_drained_parks_until_drained_without_finalizing() {
         .expect("drained, so it finalizes at once");
     assert_eq!(removed.report().generation, 1);
     assert_eq!(ledger.records()[&1].shutdowns, 1);
+}
+
+/// What a draining handle and its futures tell about themselves: the count
+/// of leases out (two, then one, then none), the time since the cut-over,
+/// and their `Debug` forms naming the generation and the count.
+#[test]
+fn a_draining_handle_reports_its_leases_age_and_itself() {
+    let ledger = Ledger::new();
+    let slot = Slot::new(ready(1, &ledger));
+    let (a, b) = (slot.enter().expect("open"), slot.enter().expect("open"));
+    let old = slot.replace(ready(2, &ledger)).expect("replace");
+    assert_eq!(old.in_flight(), 2);
+    let since = std::time::Instant::now();
+    // The clock is monotonic: once it has moved past `since`, so has the
+    // handle's age, which began before it.
+    while since.elapsed() == Duration::ZERO {
+        thread::yield_now();
+    }
+    let mine = since.elapsed();
+    assert!(old.elapsed() >= mine && mine > Duration::ZERO);
+    let shown = format!("{old:?}");
+    assert!(
+        shown.contains("generation: 1")
+            && shown.contains("in_flight: 2")
+            && shown.contains("Draining"),
+        "{shown}"
+    );
+    drop(a);
+    assert_eq!(old.in_flight(), 1);
+    let until = old.until_drained();
+    assert!(format!("{until:?}").contains("generation: 1"), "{until:?}");
+    drop(until);
+    drop(b);
+    assert_eq!(old.in_flight(), 0);
+    let drain = old.drained();
+    assert!(format!("{drain:?}").contains("generation: 1"), "{drain:?}");
+    let (removed, _) = block_on(drain);
+    assert_eq!(removed.expect("shutdown is fine").report().generation, 1);
 }

@@ -749,3 +749,184 @@ fn snapshot_of_a_stateless_plugin_is_none() {
     assert_eq!(committed.generation, 2);
     let _ = Mode::Immediate;
 }
+
+/// A plugin that declares whatever resources it is given (and holds none):
+/// for the checks made on declarations alone.
+struct Declares(Vec<reload_core::Resource>);
+
+impl reload_core::Hooks for Declares {
+    type Context = ();
+    fn name(&self) -> &str {
+        "declares"
+    }
+}
+
+impl Stateful for Declares {
+    fn resources(&self) -> Vec<reload_core::Resource> {
+        self.0.clone()
+    }
+}
+
+/// Resources whose declarations cannot match are refused at `prepare`, in
+/// either mode: before any gate closes, while the old version serves on
+/// untouched. (The transfer checks again; this is the early refusal.)
+#[test]
+fn mismatched_declarations_are_refused_at_prepare() {
+    use reload_core::Resource;
+    let slot = Slot::new(
+        Plugin::new(Declares(vec![Resource::index("idx", 1)]))
+            .ready(&())
+            .expect("prepares"),
+    );
+    let mismatches = [
+        (
+            vec![Resource::stream("idx", 1)],
+            "a index in the old version but a stream in the new",
+        ),
+        (vec![], "the new one does not declare it"),
+    ];
+    for (declared, why) in mismatches {
+        for options in [ReloadOptions::immediate(), ReloadOptions::quiesced(LONG)] {
+            let refused = slot
+                .prepare(Plugin::new(Declares(declared.clone())), &(), options)
+                .expect_err("refused at prepare");
+            assert!(
+                matches!(refused.fault(), ReloadFault::Resource { resource, reason }
+                    if resource == "idx" && reason.contains(why)),
+                "{}",
+                refused.fault()
+            );
+        }
+    }
+    assert_eq!(slot.generation(), Some(1));
+    assert!(slot.try_enter().is_ok(), "no gate was closed");
+}
+
+/// A reload of a closed slot is refused before the new version's `link`:
+/// it comes back `Loaded`, untouched, and nothing of it ran.
+#[test]
+fn a_reload_of_a_closed_slot_is_refused_before_link() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    slot.close().expect("was open").wait().expect("shuts down");
+    for options in [ReloadOptions::immediate(), ReloadOptions::quiesced(LONG)] {
+        let refused = slot
+            .prepare(next("v2", 1, &book), &(), options)
+            .expect_err("closed");
+        assert!(matches!(refused.fault(), ReloadFault::Closed));
+        assert!(
+            matches!(refused.plugin(), reload_core::Returned::Loaded(_)),
+            "handed back as it was given"
+        );
+    }
+    assert_eq!(book.resource("v2", "idx"), None, "v2 never opened anything");
+}
+
+/// On `Failed` (the gate has reopened and the old version serves again),
+/// records the new version's resources as they are at that moment.
+struct AtFailure {
+    book: Arc<Book>,
+    label: &'static str,
+    seen: Arc<Mutex<Vec<Option<ResourceState>>>>,
+}
+
+impl Listener for AtFailure {
+    fn on_event(&self, event: &Event<'_>) {
+        if let Event::Failed { rolled_back, .. } = event {
+            assert!(rolled_back, "a quiesced failure after the gate closed");
+            let mut seen = self.seen.lock().expect("seen");
+            seen.push(self.book.resource(self.label, "idx"));
+            seen.push(self.book.resource(self.label, "cdc"));
+        }
+    }
+}
+
+/// Two-phase, in order: by the time a failed quiesced reload reopens the
+/// gate and the old version serves again, the new version has already
+/// closed what it had opened (not later, while it is handed back).
+#[test]
+fn the_new_version_holds_nothing_once_the_old_one_serves_again() {
+    let book = Book::new();
+    let slot = slot_with(&book, 1);
+    let count = load_up(&slot, 3);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    slot.listen(AtFailure {
+        book: Arc::clone(&book),
+        label: "v2",
+        seen: Arc::clone(&seen),
+    });
+    let faults = CounterFaults {
+        fail_resume: true,
+        ..CounterFaults::default()
+    };
+    quiesced(&slot, faulty("v2", &book, faults)).expect_err("resume fails");
+    // The index was opened, then closed before the gate reopened; the
+    // stream's resume failed, so it was never open.
+    assert_eq!(
+        *seen.lock().expect("seen"),
+        [Some(ResourceState::Closed), None]
+    );
+    assert_old_intact(&slot, &book, count);
+}
+
+/// A group commit whose second member fails at commit: the first member,
+/// which had carried its state and opened its resources, has closed them by
+/// the time its failure is reported (its gate reopened); the members after
+/// the failed one never carried anything; every failure says it rolled
+/// back.
+#[test]
+fn a_failed_group_commit_stops_at_the_failure_and_closes_before_reopening() {
+    let books: Vec<Arc<Book>> = (0..3).map(|_| Book::new()).collect();
+    let slots: Vec<Slot<Counter>> = books.iter().map(|b| slot_with(b, 1)).collect();
+    for slot in &slots {
+        load_up(slot, 2);
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    slots[0].listen(AtFailure {
+        book: Arc::clone(&books[0]),
+        label: "g2",
+        seen: Arc::clone(&seen),
+    });
+    let before: Vec<(u64, u64)> = books.iter().map(|b| (b.saves(), b.restores())).collect();
+    let fails = CounterFaults {
+        fail_restore: true,
+        ..CounterFaults::default()
+    };
+    let prepared: Vec<_> = slots
+        .iter()
+        .zip(&books)
+        .enumerate()
+        .map(|(i, (slot, book))| {
+            let plugin = if i == 1 {
+                faulty("g2", book, fails.clone())
+            } else {
+                next("g2", 1, book)
+            };
+            slot.prepare(plugin, &(), ReloadOptions::quiesced(LONG))
+                .expect("prepares")
+        })
+        .collect();
+    let failed = reload_core::Prepared::commit_together(prepared).expect_err("b's restore fails");
+    assert_eq!(failed.failed, 1);
+    assert!(failed.rolled_back, "gates had closed and reopened");
+    assert!(matches!(
+        failed.members[2].fault(),
+        ReloadFault::GroupAborted { .. }
+    ));
+    // a carried (saved and restored) and b tried; c never carried.
+    let after: Vec<(u64, u64)> = books.iter().map(|b| (b.saves(), b.restores())).collect();
+    assert_eq!(
+        after[2], before[2],
+        "nothing carried after the failed member"
+    );
+    assert_eq!(after[0].0, before[0].0 + 1);
+    assert_eq!(
+        *seen.lock().expect("seen"),
+        [Some(ResourceState::Closed), Some(ResourceState::Closed)],
+        "a's new version had opened both and closed them before its gate reopened"
+    );
+    for slot in &slots {
+        assert_eq!(slot.generation(), Some(1));
+        assert_eq!(slot.enter().expect("serving").count(), 2);
+    }
+}

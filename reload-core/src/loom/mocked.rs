@@ -79,18 +79,21 @@ fn next_shard() -> usize {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SHARDS
 }
 
-/// loom has no clock. A bounded park yields once and then reports the
-/// deadline as passed, so loom explores both a wake that beats the
-/// deadline and a deadline that beats the wake.
+/// loom has no clock. A bounded park reports the deadline as passed at
+/// once; the waiter then looks one last time, and loom's preemptions put
+/// the release before that look, after it, or not at all, so both a wake
+/// that beats the deadline and a deadline that beats the wake are explored.
+///
+/// (It used to yield first. loom runs the other threads to completion
+/// across a yield, so the lease was always given back before the waiter
+/// looked again, and no roll back was ever explored: `loom_quiesce` now
+/// counts both outcomes and fails if either is missing.)
 pub(crate) fn park_until(deadline: Option<Instant>) -> Parked {
     match deadline {
         None => {
             park();
             Parked::Early
         }
-        Some(_) => {
-            loom::thread::yield_now();
-            Parked::Expired
-        }
+        Some(_) => Parked::Expired,
     }
 }

@@ -125,6 +125,38 @@ pub fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     builder.check(f);
 }
 
+/// Which of two outcomes a test's loom executions reached, counted outside
+/// loom's model (plain std atomics, kept across executions), so a test that
+/// asserts on both branches fails if one was never explored rather than
+/// passing vacuously.
+pub struct Explored([std::sync::atomic::AtomicUsize; 2]);
+
+impl Explored {
+    pub const fn new() -> Self {
+        Explored([
+            std::sync::atomic::AtomicUsize::new(0),
+            std::sync::atomic::AtomicUsize::new(0),
+        ])
+    }
+
+    /// Records that an execution reached the first outcome (`true`) or the
+    /// second.
+    pub fn saw(&self, first: bool) {
+        self.0[usize::from(!first)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// After `model`: both outcomes were reached.
+    pub fn assert_both(&self, names: [&str; 2]) {
+        let [a, b] = [0, 1].map(|i| self.0[i].load(std::sync::atomic::Ordering::Relaxed));
+        assert!(
+            a > 0 && b > 0,
+            "both outcomes explored: {a} executions {}, {b} {}",
+            names[0],
+            names[1]
+        );
+    }
+}
+
 /// Lets a lease move to a loom thread (loom 0.7 has no scoped threads).
 ///
 /// # Safety
