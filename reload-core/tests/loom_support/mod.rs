@@ -125,6 +125,16 @@ pub fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     builder.check(f);
 }
 
+/// [`model`] at a preemption bound of at most `bound`, for a test whose
+/// code path is long (the registry's) and whose race needs fewer
+/// preemptions than CI's bound; each caller says why next to the call.
+pub fn model_bounded<F: Fn() + Sync + Send + 'static>(bound: usize, f: F) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(builder.preemption_bound.unwrap_or(bound).min(bound));
+    builder.max_branches = builder.max_branches.max(100_000);
+    builder.check(f);
+}
+
 /// Which of two outcomes a test's loom executions reached, counted outside
 /// loom's model (plain std atomics, kept across executions), so a test that
 /// asserts on both branches fails if one was never explored rather than

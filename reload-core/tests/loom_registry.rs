@@ -1,0 +1,139 @@
+//! The registry's own call path (`registry/call.rs`) under loom: a call on
+//! a plugin that requires another, racing a quiesced group reload of both.
+//! The group closes the dependency's gate first; a call that has leased the
+//! dependent and then meets the dependency's closed gate must give back
+//! what it holds before it waits, or the commit (draining the dependent)
+//! and the call (waiting for the dependency's gate) wait for each other:
+//! with no deadline, a loom deadlock. The call must also see a matching
+//! pair of versions, never a mix.
+#![cfg(loom)]
+
+mod loom_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use loom_support::model_bounded;
+use reload_core::registry::{Package, Registry};
+use reload_core::testing::{Part, Parts};
+use reload_core::verify::Unchecked;
+use reload_core::ReloadOptions;
+
+fn part(name: &str, version: &str, book: &Arc<Parts>, requires: &[(&str, &str)]) -> Package<Part> {
+    Part::new(name, version, book)
+        .package(requires)
+        .unwrap_or_else(|e| panic!("valid manifest: {e}"))
+}
+
+#[test]
+fn a_registry_call_races_a_quiesced_group_reload() {
+    // One preemption suffices for the hold-and-wait (the caller, preempted
+    // between its two leases while the group closes the first gate); at two
+    // this test runs for minutes, the registry's path being long.
+    model_bounded(1, || {
+        let book = Arc::new(Parts::default());
+        let registry = Arc::new(Registry::new(Unchecked));
+        registry
+            .register_all(
+                vec![
+                    part("a", "1.0.0", &book, &[]),
+                    part("b", "1.0.0", &book, &[("a", "^1")]),
+                ],
+                &(),
+            )
+            .unwrap_or_else(|e| panic!("registers: {e}"));
+        let caller = {
+            let registry = Arc::clone(&registry);
+            loom::thread::spawn(move || {
+                registry
+                    .call("b", |call| {
+                        let a = call.dependency("a").expect("leased with b");
+                        (
+                            call.plugin().run(),
+                            a.plugin().run(),
+                            call.generation(),
+                            a.generation(),
+                        )
+                    })
+                    .unwrap_or_else(|e| panic!("served: {e}"))
+            })
+        };
+        let report = registry
+            .reload(
+                vec![
+                    part("a", "2.0.0", &book, &[]),
+                    part("b", "2.0.0", &book, &[("a", "^2")]),
+                ],
+                &(),
+                ReloadOptions::quiesced(Duration::MAX),
+            )
+            .unwrap_or_else(|e| panic!("no deadline, so it commits: {e}"));
+        for change in report.changes {
+            change.committed.old.wait().expect("finalizes");
+        }
+        let (_, _, gen_b, gen_a) = caller.join().expect("caller");
+        // Both old (generation 1) or both new (2): never a mix.
+        assert_eq!(gen_a, gen_b, "a call saw a mixed pair");
+        assert_eq!(
+            book.used_after_shutdown
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+    });
+}
+
+/// A diamond: `c` requires `a` and `b` (any version from 1), and `b`
+/// requires `a` of its own major. An immediate group reload of `a` and `b`
+/// to major 2 races a call on `c`: a call that leased `a` 1 before the
+/// cut-overs and `b` 2 after them holds a set that `b`'s range rejects,
+/// through `a` reached a second time. It must give the set back and retry,
+/// never run `b` 2 on `a` 1.
+#[test]
+fn a_diamond_call_never_mixes_versions_across_an_immediate_group_reload() {
+    // One preemption suffices (the caller, preempted after leasing `a` 1,
+    // resumes after both cut-overs); see above.
+    model_bounded(1, || {
+        let book = Arc::new(Parts::default());
+        let registry = Arc::new(Registry::new(Unchecked));
+        registry
+            .register_all(
+                vec![
+                    part("a", "1.0.0", &book, &[]),
+                    part("b", "1.0.0", &book, &[("a", "^1")]),
+                    part("c", "1.0.0", &book, &[("a", ">=1"), ("b", ">=1")]),
+                ],
+                &(),
+            )
+            .unwrap_or_else(|e| panic!("registers: {e}"));
+        let caller = {
+            let registry = Arc::clone(&registry);
+            loom::thread::spawn(move || {
+                registry
+                    .call("c", |call| {
+                        let major = |name: &str| {
+                            let dep = call.dependency(name).expect("leased with c");
+                            dep.plugin().run();
+                            dep.manifest().version().major
+                        };
+                        (major("a"), major("b"))
+                    })
+                    .unwrap_or_else(|e| panic!("served: {e}"))
+            })
+        };
+        let report = registry
+            .reload(
+                vec![
+                    part("a", "2.0.0", &book, &[]),
+                    part("b", "2.0.0", &book, &[("a", "^2")]),
+                ],
+                &(),
+                ReloadOptions::immediate(),
+            )
+            .unwrap_or_else(|e| panic!("commits: {e}"));
+        for change in report.changes {
+            change.committed.old.wait().expect("finalizes");
+        }
+        let (a, b) = caller.join().expect("caller");
+        assert_eq!(a, b, "b {b}.x ran on a {a}.x, outside its range");
+    });
+}
