@@ -94,7 +94,11 @@ mutant("release-relaxed", "drain.rs",
        ("        version.inflight[shard].fetch_sub(1, Ordering::Release);",
         "        version.inflight[shard].fetch_sub(1, Ordering::Relaxed);"),
        ["loom:loom_release_wakes_drain", "loom:loom_lease_dropped_elsewhere", "loom:loom_call_races_replace"],
-       "a release no longer publishes its call")
+       "a release no longer publishes its call",
+       equivalent="today every release is preceded by the thread's outermost pin of our collector, and "
+                  "crossbeam's pin is a SeqCst fence, which is a release fence for the decrement "
+                  "(loom agrees: three tests pass); the Release stays, since a release path that "
+                  "stops pinning first (#17) needs it")
 mutant("is-drained-off-by-one", "drain.rs",
        ("        fence(Ordering::SeqCst);\n        self.in_flight() == 0",
         "        fence(Ordering::SeqCst);\n        self.in_flight() <= 1"),
@@ -326,8 +330,7 @@ mutant("call-skips-range-check", "registry/call.rs",
 mutant("call-diamond-unchecked", "registry/call.rs",
        ("                if !member.accepts(k, seen.generation(), seen.manifest()) {\n                    return Ok(Attempt::Retry);\n                }\n                continue;",
         "                continue;"),
-       ["test:-p harness --test registry_vs_model", "test:-p reload-core --test registry"],
-       "a dependency reached twice is not checked against the second path's range")
+       ["loom:loom_registry"], "a dependency reached twice is not checked against the second path's range")
 
 # -------------------------------------------------------------- transfer.rs
 mutant("migration-overshoot-accepted", "transfer.rs",
@@ -412,7 +415,7 @@ def stage_cmd(stage):
 REASONS = [re.compile(p) for p in (
     r"Causality violation[^\n]*", r"deadlock(?=;)", r"S1 violated[^\"\n]*", r"outlived[^\"\n]*",
     r"Model exceeded maximum number of branches[^\n]*",
-    r"panicked at [^\n]*\n([^\n]+)", r"assertion[^\n]*", r"panicked at [^\n]*")]
+    r"panicked at [^\n]*\n([^\n]+)", r"assertion[^\n]*", r"panicked at [^\n]*", r"\S+ --- FAILED")]
 
 
 def run_stage(stage, scratch, log):

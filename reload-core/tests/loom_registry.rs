@@ -90,8 +90,8 @@ fn a_registry_call_races_a_quiesced_group_reload() {
 /// never run `b` 2 on `a` 1.
 #[test]
 fn a_diamond_call_never_mixes_versions_across_an_immediate_group_reload() {
-    // One preemption suffices (the caller, preempted after leasing `a` 1,
-    // resumes after both cut-overs); see above.
+    // One preemption suffices (the caller, started by the yield below and
+    // preempted between its leases, resumes after both cut-overs).
     model_bounded(1, || {
         let book = Arc::new(Parts::default());
         let registry = Arc::new(Registry::new(Unchecked));
@@ -120,6 +120,9 @@ fn a_diamond_call_never_mixes_versions_across_an_immediate_group_reload() {
                     .unwrap_or_else(|e| panic!("served: {e}"))
             })
         };
+        // Lets the caller start first without spending the one preemption,
+        // which then goes to stopping it between its leases.
+        loom::thread::yield_now();
         let report = registry
             .reload(
                 vec![
