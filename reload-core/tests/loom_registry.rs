@@ -25,6 +25,25 @@ fn part(name: &str, version: &str, book: &Arc<Parts>, requires: &[(&str, &str)])
         .unwrap_or_else(|e| panic!("valid manifest: {e}"))
 }
 
+/// A registry (no verifier) with `parts` registered.
+fn registered(parts: Vec<Package<Part>>) -> Arc<Registry<Part>> {
+    let registry = Arc::new(Registry::new(Unchecked));
+    registry
+        .register_all(parts, &())
+        .unwrap_or_else(|e| panic!("registers: {e}"));
+    registry
+}
+
+/// Reloads `parts` together and finalizes every version they replaced.
+fn reload_all(registry: &Registry<Part>, parts: Vec<Package<Part>>, options: ReloadOptions) {
+    let report = registry
+        .reload(parts, &(), options)
+        .unwrap_or_else(|e| panic!("commits: {e}"));
+    for change in report.changes {
+        change.committed.old.wait().expect("finalizes");
+    }
+}
+
 #[test]
 fn a_registry_call_races_a_quiesced_group_reload() {
     // One preemption suffices for the hold-and-wait (the caller, preempted
@@ -32,16 +51,10 @@ fn a_registry_call_races_a_quiesced_group_reload() {
     // this test runs for minutes, the registry's path being long.
     model_bounded(1, || {
         let book = Arc::new(Parts::default());
-        let registry = Arc::new(Registry::new(Unchecked));
-        registry
-            .register_all(
-                vec![
-                    part("a", "1.0.0", &book, &[]),
-                    part("b", "1.0.0", &book, &[("a", "^1")]),
-                ],
-                &(),
-            )
-            .unwrap_or_else(|e| panic!("registers: {e}"));
+        let registry = registered(vec![
+            part("a", "1.0.0", &book, &[]),
+            part("b", "1.0.0", &book, &[("a", "^1")]),
+        ]);
         let caller = {
             let registry = Arc::clone(&registry);
             loom::thread::spawn(move || {
@@ -58,19 +71,14 @@ fn a_registry_call_races_a_quiesced_group_reload() {
                     .unwrap_or_else(|e| panic!("served: {e}"))
             })
         };
-        let report = registry
-            .reload(
-                vec![
-                    part("a", "2.0.0", &book, &[]),
-                    part("b", "2.0.0", &book, &[("a", "^2")]),
-                ],
-                &(),
-                ReloadOptions::quiesced(Duration::MAX),
-            )
-            .unwrap_or_else(|e| panic!("no deadline, so it commits: {e}"));
-        for change in report.changes {
-            change.committed.old.wait().expect("finalizes");
-        }
+        reload_all(
+            &registry,
+            vec![
+                part("a", "2.0.0", &book, &[]),
+                part("b", "2.0.0", &book, &[("a", "^2")]),
+            ],
+            ReloadOptions::quiesced(Duration::MAX),
+        );
         let (_, _, gen_b, gen_a) = caller.join().expect("caller");
         // Both old (generation 1) or both new (2): never a mix.
         assert_eq!(gen_a, gen_b, "a call saw a mixed pair");
@@ -94,17 +102,11 @@ fn a_diamond_call_never_mixes_versions_across_an_immediate_group_reload() {
     // preempted between its leases, resumes after both cut-overs).
     model_bounded(1, || {
         let book = Arc::new(Parts::default());
-        let registry = Arc::new(Registry::new(Unchecked));
-        registry
-            .register_all(
-                vec![
-                    part("a", "1.0.0", &book, &[]),
-                    part("b", "1.0.0", &book, &[("a", "^1")]),
-                    part("c", "1.0.0", &book, &[("a", ">=1"), ("b", ">=1")]),
-                ],
-                &(),
-            )
-            .unwrap_or_else(|e| panic!("registers: {e}"));
+        let registry = registered(vec![
+            part("a", "1.0.0", &book, &[]),
+            part("b", "1.0.0", &book, &[("a", "^1")]),
+            part("c", "1.0.0", &book, &[("a", ">=1"), ("b", ">=1")]),
+        ]);
         let caller = {
             let registry = Arc::clone(&registry);
             loom::thread::spawn(move || {
@@ -123,19 +125,14 @@ fn a_diamond_call_never_mixes_versions_across_an_immediate_group_reload() {
         // Lets the caller start first without spending the one preemption,
         // which then goes to stopping it between its leases.
         loom::thread::yield_now();
-        let report = registry
-            .reload(
-                vec![
-                    part("a", "2.0.0", &book, &[]),
-                    part("b", "2.0.0", &book, &[("a", "^2")]),
-                ],
-                &(),
-                ReloadOptions::immediate(),
-            )
-            .unwrap_or_else(|e| panic!("commits: {e}"));
-        for change in report.changes {
-            change.committed.old.wait().expect("finalizes");
-        }
+        reload_all(
+            &registry,
+            vec![
+                part("a", "2.0.0", &book, &[]),
+                part("b", "2.0.0", &book, &[("a", "^2")]),
+            ],
+            ReloadOptions::immediate(),
+        );
         let (a, b) = caller.join().expect("caller");
         assert_eq!(a, b, "b {b}.x ran on a {a}.x, outside its range");
     });
