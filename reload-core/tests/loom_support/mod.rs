@@ -117,22 +117,24 @@ pub fn spawn_caller(
 /// Runs `f` under loom with the preemption bound from `LOOM_MAX_PREEMPTIONS`
 /// (CI sets 2) or 2 by default, and a generous branch limit.
 pub fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    builder(None).check(f);
+}
+
+/// The builder both entry points use: the bound from the environment (2
+/// if unset), at most `cap`, and a generous branch limit.
+fn builder(cap: Option<usize>) -> loom::model::Builder {
     let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
+    let bound = builder.preemption_bound.unwrap_or(2);
+    builder.preemption_bound = Some(cap.map_or(bound, |cap| bound.min(cap)));
     builder.max_branches = builder.max_branches.max(100_000);
-    builder.check(f);
+    builder
 }
 
 /// [`model`] at a preemption bound of at most `bound`, for a test whose
 /// code path is long (the registry's) and whose race needs fewer
 /// preemptions than CI's bound; each caller says why next to the call.
 pub fn model_bounded<F: Fn() + Sync + Send + 'static>(bound: usize, f: F) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(builder.preemption_bound.unwrap_or(bound).min(bound));
-    builder.max_branches = builder.max_branches.max(100_000);
-    builder.check(f);
+    builder(Some(bound)).check(f);
 }
 
 /// Which of two outcomes a test's loom executions reached, counted outside
