@@ -59,59 +59,110 @@ def mutant(name, file, edits, kill, what, **kw):
 
 
 # ---------------------------------------------------------------- drain.rs
-mutant("enter-fence-acqrel", "drain.rs",
-       ("        // SeqCst fence: the caller's half of pair A, between the increment\n"
-        "        // and the re-load of `current`.\n        fence(Ordering::SeqCst);",
-        "        fence(Ordering::AcqRel);"),
-       ["loom:loom_call_races_replace"], "caller's fence of pair A weakened", quick=True)
+# The lock-free call path (#17): under loom the light and heavy fences are
+# both `SeqCst` fences (loom/mocked.rs), so deleting either is a mistake
+# loom can see; the counts' single-writer rule and the sum's read order are
+# checked by loom_counts, the reused shells by loom_shell_reuse.
+mutant("enter-without-light-fence", "drain.rs",
+       ("    // The light fence: the caller's half of pair A, between the count\n"
+        "    // and the re-load of `current`.\n    light_fence();\n",
+        ""),
+       ["loom:loom_call_races_replace"], "caller's fence of pair A deleted (first try and retries)", quick=True)
 mutant("enter-without-recheck", "drain.rs",
-       ("        fence(Ordering::SeqCst);\n        let now = current.load(Ordering::Acquire, &guard);",
-        "        let now = seen;"),
-       ["loom:loom_call_races_replace"], "the re-load of `current` after the increment deleted")
-mutant("drain-fence-acqrel", "drain.rs",
-       ("        fence(Ordering::SeqCst);\n        self.in_flight() == 0",
-        "        fence(Ordering::AcqRel);\n        self.in_flight() == 0"),
-       ["loom:loom_call_races_replace"], "reloader's fence of pairs A and B weakened", quick=True)
+       ("    light_fence();\n    let now = current.load(Ordering::Acquire, guard);",
+        "    light_fence();\n    let now = seen;"),
+       ["loom:loom_call_races_replace"], "the re-load of `current` after the count deleted (first try and retries)")
+mutant("drain-without-heavy-fence", "drain.rs",
+       ("        heavy_fence();\n        self.in_flight() == 0",
+        "        self.in_flight() == 0"),
+       ["loom:loom_call_races_replace"], "reloader's fence of pairs A and B deleted", quick=True)
 mutant("wake-check-before-decrement", "drain.rs",
-       [("        version.inflight[shard].fetch_sub(1, Ordering::Release);\n"
-         "        // SeqCst fence: the caller's half of pair B, between the decrement\n"
-         "        // and the loads of the phase and the gate flag.\n        fence(Ordering::SeqCst);",
-         "        fence(Ordering::SeqCst);"),
-        ("            version.wake_if_drained();\n        }",
-         "            version.wake_if_drained();\n        }\n"
-         "        version.inflight[shard].fetch_sub(1, Ordering::Release);")],
+       [("        version.count_out(hold);\n", ""),
+        ("            version.wake_if_drained();\n        }\n    }",
+         "            version.wake_if_drained();\n        }\n        version.count_out(hold);\n    }")],
        ["loom:loom_release_wakes_drain"], "look at the phase before giving the lease back")
-mutant("release-fence-acqrel", "drain.rs",
-       ("        // SeqCst fence: the caller's half of pair B, between the decrement\n"
-        "        // and the loads of the phase and the gate flag.\n        fence(Ordering::SeqCst);",
-        "        fence(Ordering::AcqRel);"),
-       ["loom:loom_lease_dropped_elsewhere"], "caller's fence of pair B weakened", quick=True)
+mutant("release-without-light-fence", "drain.rs",
+       ("        // The light fence: the caller's half of pair B, between the count\n"
+        "        // and the loads of the phase and the gate flag.\n        light_fence();\n",
+        ""),
+       ["loom:loom_release_wakes_drain", "loom:loom_lease_dropped_elsewhere"],
+       "caller's fence of pair B deleted", quick=True)
 mutant("in-flight-relaxed", "drain.rs",
-       ("            .map(|shard| shard.load(Ordering::Acquire))",
-        "            .map(|shard| shard.load(Ordering::Relaxed))"),
+       [("            .map(|c| c.shared.load(Ordering::Acquire))",
+         "            .map(|c| c.shared.load(Ordering::Relaxed))"),
+        ("            .map(|c| c.own.load(Ordering::Acquire))",
+         "            .map(|c| c.own.load(Ordering::Relaxed))")],
        ["loom:loom_release_wakes_drain"], "the drain's sum no longer acquires the calls it waited for")
 mutant("release-relaxed", "drain.rs",
-       ("        version.inflight[shard].fetch_sub(1, Ordering::Release);",
-        "        version.inflight[shard].fetch_sub(1, Ordering::Relaxed);"),
-       ["loom:loom_release_wakes_drain", "loom:loom_lease_dropped_elsewhere", "loom:loom_call_races_replace"],
-       "a release no longer publishes its call",
-       equivalent="today every release is preceded by the thread's outermost pin of our collector, and "
-                  "crossbeam's pin is a SeqCst fence, which is a release fence for the decrement "
-                  "(loom agrees: three tests pass); the Release stays, since a release path that "
-                  "stops pinning first (#17) needs it")
-mutant("is-drained-off-by-one", "drain.rs",
-       ("        fence(Ordering::SeqCst);\n        self.in_flight() == 0",
-        "        fence(Ordering::SeqCst);\n        self.in_flight() <= 1"),
-       ["test:-p reload-core --test slot"], "drained with one lease still out")
+       ("                own.load(Ordering::Relaxed).wrapping_sub(1),\n                Ordering::Release,",
+        "                own.load(Ordering::Relaxed).wrapping_sub(1),\n                Ordering::Relaxed,"),
+       ["loom:loom_release_wakes_drain", "loom:loom_call_races_replace"],
+       "an owner's give-back no longer publishes its call (no pin precedes it any more: "
+       "the equivalence of #18's `release-relaxed` is gone, as its note said)", quick=True)
+mutant("release-shared-relaxed", "drain.rs",
+       ("            counts.shared.fetch_add(1, Ordering::Release);",
+        "            counts.shared.fetch_add(1, Ordering::Relaxed);"),
+       ["loom:loom_lease_dropped_elsewhere", "loom:loom_counts"],
+       "a give-back on another thread no longer publishes its call")
+mutant("sum-own-first", "drain.rs",
+       ("        let given_back: usize = self\n            .counts\n            .iter()\n"
+        "            .map(|c| c.shared.load(Ordering::Acquire))\n            .fold(0, usize::wrapping_add);\n"
+        "        let counted: usize = self\n            .counts\n            .iter()\n"
+        "            .map(|c| c.own.load(Ordering::Acquire))\n            .fold(0, usize::wrapping_add);",
+        "        let counted: usize = self\n            .counts\n            .iter()\n"
+        "            .map(|c| c.own.load(Ordering::Acquire))\n            .fold(0, usize::wrapping_add);\n"
+        "        let given_back: usize = self\n            .counts\n            .iter()\n"
+        "            .map(|c| c.shared.load(Ordering::Acquire))\n            .fold(0, usize::wrapping_add);"),
+       ["loom:loom_counts"], "the sum reads own words first: a give-back seen without its count",
+       equivalent="every sum that decides anything follows a heavy fence, and by pair A that fence makes the "
+                  "count of every lease granted on the version visible; an undo is given back on its own word "
+                  "by its own thread. A give-back seen without its count needs a sum with no heavy fence "
+                  "before it: only a releaser's look before the drain's first one, whose false zero wakes "
+                  "nobody (no waiter registers before that first look). The order is kept as a defence "
+                  "(loom_counts: 113 s, passes mutated)")
+mutant("give-back-on-any-own-word", "drain.rs",
+       ("        if hold.own() && owns_shard(shard) {", "        if hold.own() {"),
+       ["loom:loom_counts"], "a thread gives a lease back on a word it does not own (a lost update)")
+mutant("sharer-counts-on-own-word", "loom/mocked.rs",
+       ("    (n % SHARDS, n < SHARDS)", "    (n % SHARDS, true)"),
+       ["loom:loom_counts"], "a thread past the shard count writes an owned word (the shim's claim)")
+mutant("count-in-plain-on-shared-word", "drain.rs",
+       ("            counts.shared.fetch_sub(1, Ordering::Relaxed);",
+         "            let w = &counts.shared;\n"
+         "            w.store(w.load(Ordering::Relaxed).wrapping_sub(1), Ordering::Relaxed);"),
+       ["loom:loom_counts"], "a sharer counts on the shared word by load-then-store (a lost update)")
 mutant("undo-without-release", "drain.rs",
-       ("        unsafe { Version::release(NonNull::from(version), shard) };\n        seen = now;",
-        "        let _ = shard;\n        seen = now;"),
-       ["loom:loom_call_races_replace"], "a retried acquire leaks its increment on the old version")
+       ("        unsafe { Version::release(&raced) };",
+        "        std::mem::forget(raced);"),
+       ["loom:loom_call_races_replace"], "a retried acquire leaks its count on the old version")
+mutant("reclaim-frees-the-shell", "drain.rs",
+       ("        self.free.push(version);",
+        "        drop(unsafe { Box::from_raw(version.as_ptr()) });"),
+       ["loom:loom_shell_reuse"], "a finalized version's memory is freed though unpinned callers may hold it")
+mutant("renew-keeps-the-generation", "drain.rs",
+       ("        self.generation.store(generation, Ordering::Relaxed);\n", ""),
+       ["test:-p reload-core --test call_path"], "a reused shell reports its last life's generation")
+mutant("renew-keeps-the-phase", "drain.rs",
+       ("        let walked = self.phase.recycle().and_then(|()| {",
+        "        let walked = Ok::<(), lifecycle::PhaseError>(()).and_then(|()| {"),
+       ["test:-p reload-core --test call_path"], "a reused shell stays Removed")
+mutant("release-sum-without-fence", "drain.rs",
+       ("        fence(Ordering::SeqCst);\n        if self.in_flight() != 0 {\n            return;\n        }",
+        "        if self.in_flight() != 0 {\n            return;\n        }"),
+       ["loom:loom_release_wakes_drain", "loom:loom_two_waiters"],
+       "two releasers of a draining version each miss the other's count-out (store buffers)",
+       equivalent="only in loom's model, where the light fence before this sum is a SeqCst fence already; "
+                  "on hardware (a compiler fence) it is the lost wake-up the stateright model refutes: "
+                  "`release_sum_unfenced` (model/tests/check.rs, snapshot unfenced_release_sum_counterexample)")
 mutant("cut-over-stays-active", "drain.rs",
        ("    let drained = old.phase.transition(Phase::Active, Phase::Draining);\n"
         "    debug_assert_eq!(drained, Ok(()));",
         ""),
        ["loom:loom_release_wakes_drain"], "the cut-over does not mark the old version Draining")
+mutant("is-drained-off-by-one", "drain.rs",
+       ("        heavy_fence();\n        self.in_flight() == 0",
+        "        heavy_fence();\n        self.in_flight() <= 1"),
+       ["test:-p reload-core --test slot"], "drained with one lease still out")
 mutant("poll-drained-without-fence", "drain.rs",
        ("        if self.is_drained() {\n            self.waiters.leave(entry);",
         "        if self.in_flight() == 0 {\n            self.waiters.leave(entry);"),
@@ -121,7 +172,7 @@ mutant("wait-drained-without-fence", "drain.rs",
         "        self.in_flight() == 0 || self.waiters.wait_until(deadline, || self.in_flight() == 0)"),
        ["loom:loom_call_races_replace"], "the parked drain's first look skips the reloader's fence")
 mutant("enter-ignores-the-gate", "drain.rs",
-       ("        if seen.tag() == GATED {\n            return None;\n        }", ""),
+       ("    if seen.tag() == GATED {\n        return None;\n    }", ""),
        ["loom:loom_quiesce"], "a caller leases a gated version", quick=True)
 mutant("release-ignores-the-gate", "drain.rs",
        (" || version.gated.load(Ordering::Relaxed)", ""),
@@ -133,11 +184,6 @@ mutant("open-gate-keeps-tag", "drain.rs",
        ("        current.store(seen.with_tag(0), Ordering::Release);",
         "        current.store(seen, Ordering::Release);"),
        ["loom:loom_quiesce"], "a rolled-back quiesce leaves the pointer tagged (callers spin)")
-mutant("retire-without-flush", "drain.rs",
-       ("    guard.flush();\n}", "}"),
-       [], "the retired shell waits in this thread's bag",
-       equivalent="only when the shell's memory is freed changes, not whether: no property depends on it "
-                  "(a later pin or the thread's exit flushes the bag)")
 
 # ------------------------------------------------------------- waiters.rs
 mutant("look-before-register", "waiters.rs",

@@ -58,6 +58,36 @@ impl AtomicPhase {
             })
     }
 
+    /// Starts the cell over for a new plugin: `Removed -> Loaded`, as one
+    /// compare-and-swap. This is not an edge of the table (`Removed` is
+    /// terminal for a plugin): the *cell* is reused, by a host that keeps a
+    /// finalized plugin's storage for the next one (`reload-core` keeps its
+    /// version memory type-stable this way, see its `docs/drain.md`). The
+    /// new plugin then walks the edges from `Loaded` like any other.
+    ///
+    /// # Errors
+    ///
+    /// [`PhaseError::Stale`] if the cell did not hold `Removed` (a plugin
+    /// still living in it is never overwritten).
+    pub fn recycle(&self) -> Result<(), PhaseError> {
+        // AcqRel on success: Acquire sees the shutdown that the `Removed`
+        // transition published; Release publishes the reset to whoever
+        // observes the new plugin's phases.
+        self.0
+            .compare_exchange(
+                Phase::Removed as u8,
+                Phase::Loaded as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .map(drop)
+            .map_err(|actual| PhaseError::Stale {
+                expected: Phase::Removed,
+                actual: Phase::from_u8(actual).unwrap_or_else(|e| unreachable!("{e}")),
+                to: Phase::Loaded,
+            })
+    }
+
     /// Moves to the successor of the current phase, whatever it is; returns
     /// the edge taken, or `None` in the terminal phase. Used by tests and
     /// tools that walk a cell along the whole lifecycle.
@@ -134,6 +164,29 @@ mod tests {
         });
         assert_eq!(wins, 1);
         assert_eq!(cell.load(), Phase::Draining);
+    }
+
+    #[test]
+    fn recycle_starts_a_removed_cell_over_and_refuses_a_living_one() {
+        let cell = AtomicPhase::new(Phase::Draining);
+        assert_eq!(
+            cell.recycle(),
+            Err(PhaseError::Stale {
+                expected: Phase::Removed,
+                actual: Phase::Draining,
+                to: Phase::Loaded
+            })
+        );
+        assert_eq!(cell.load(), Phase::Draining);
+        assert_eq!(cell.transition(Phase::Draining, Phase::Removed), Ok(()));
+        assert_eq!(cell.recycle(), Ok(()));
+        assert_eq!(cell.load(), Phase::Loaded);
+        // The new plugin walks the table from the start.
+        let mut edges = Vec::new();
+        while let Some(edge) = cell.advance() {
+            edges.push(edge);
+        }
+        assert_eq!(edges, crate::EDGES);
     }
 
     #[test]

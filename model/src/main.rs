@@ -2,7 +2,7 @@
 //! explore it in stateright's browser UI.
 //!
 //! ```text
-//! cargo run -p model --release -- check --workers 3 --reloads 3 [--calls 1] [--timeouts] [--init-failure] [--close] [--threads 2] [--bfs]
+//! cargo run -p model --release -- check --workers 3 --reloads 3 [--calls 1] [--timeouts] [--init-failure] [--close] [--observers] [--asymmetric] [--threads 2] [--bfs]
 //! cargo run -p model --release -- explore [--port 3000] [same options]
 //! cargo run -p model --release -- refute      # the broken designs' counterexamples
 //! ```
@@ -12,12 +12,12 @@ use std::time::Instant;
 
 use model::broken::phantom_refs::PhantomRefsSys;
 use model::broken::ring::RingSys;
-use model::protocol::{ReloadSys, NO_CALL_INTO_FINALIZED};
+use model::protocol::{Fences, ReloadSys, ALL_REMOVED_AT_THE_END, NO_CALL_INTO_FINALIZED};
 use model::trace::counterexample;
 use stateright::{Checker, Model};
 
 const USAGE: &str = "usage: model <check|explore|refute> [--workers N] [--calls N] [--reloads N] \
-[--timeouts] [--init-failure] [--close] [--threads N] [--bfs] [--port N]";
+[--timeouts] [--init-failure] [--close] [--observers] [--asymmetric] [--threads N] [--bfs] [--port N]";
 
 struct Options {
     sys: ReloadSys,
@@ -53,6 +53,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--timeouts" => o.sys.drain_timeouts = true,
             "--init-failure" => o.sys.init_failure = true,
             "--close" => o.sys.close = true,
+            "--observers" => o.sys.observers = true,
+            // Callers' counts in store buffers, the drain's heavy barrier.
+            "--asymmetric" => o.sys.fences = Fences::Asymmetric,
             "--bfs" => o.bfs = true,
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
@@ -120,6 +123,14 @@ fn report(o: &Options, checker: impl Checker<ReloadSys>, start: Instant) -> Exit
 fn refute() -> ExitCode {
     let ring = RingSys { workers: 1 }.checker().spawn_bfs().join();
     let phantom = PhantomRefsSys { workers: 1 }.checker().spawn_bfs().join();
+    let no_barrier = ReloadSys::without_heavy_barrier()
+        .checker()
+        .spawn_bfs()
+        .join();
+    let unfenced_sum = ReloadSys::unfenced_release_sum()
+        .checker()
+        .spawn_bfs()
+        .join();
     let traces = [
         (
             "8-slot epoch ring, drain before swap",
@@ -128,6 +139,14 @@ fn refute() -> ExitCode {
         (
             "drain on references nobody holds",
             counterexample(&phantom, NO_CALL_INTO_FINALIZED),
+        ),
+        (
+            "compiler fences on the call path, no heavy barrier",
+            counterexample(&no_barrier, NO_CALL_INTO_FINALIZED),
+        ),
+        (
+            "asymmetric fences, a release's sum with no full fence",
+            counterexample(&unfenced_sum, ALL_REMOVED_AT_THE_END),
         ),
     ];
     let mut ok = true;

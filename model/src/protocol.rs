@@ -11,6 +11,18 @@
 //! `SeqCst` fences of the code are implicit here. Whether the orderings the
 //! code uses deliver that consistency is loom's job (`reload-core/tests/
 //! loom_*.rs`); whether the algorithm is right given it is this model's.
+//!
+//! With [`Fences::Asymmetric`] the callers' fences are compiler fences
+//! (the call path of `reload-core` where `membarrier` exists): a worker's
+//! writes to its counts go through a store buffer (x86-TSO: FIFO, its own
+//! reads see them, `WorkerFlush` makes the oldest visible), and only the
+//! drainer's heavy barrier (`membarrier`, before each first sum, where
+//! `is_drained` issues it) or a locked instruction of the worker itself
+//! (the wait list's lock) empties a buffer. Workers do not pin, and a
+//! retired version's memory is not freed (version shells are type-stable:
+//! `docs/drain.md`, "Memory"; their reuse is loom's `loom_shell_reuse`).
+//! [`Fences::AsymmetricWithoutBarrier`] is the same with a barrier that
+//! orders only the drainer itself: the checker refutes it.
 
 use lifecycle::Phase;
 use stateright::{Model, Property};
@@ -22,6 +34,19 @@ pub type W = u8;
 /// A drainer index (its place in `ReloadState::drainers`, in order of
 /// creation), which is also its bit in a version's waiter set.
 pub type D = u8;
+
+/// Which fences the two sides of the store-buffering pairs use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fences {
+    /// `fence(SeqCst)` on both sides: sequential consistency (implicit).
+    Symmetric,
+    /// Callers: a compiler fence (writes buffered). Drainer: a heavy
+    /// barrier that empties every worker's buffer.
+    Asymmetric,
+    /// Broken: callers as in `Asymmetric`, but the drainer's barrier is an
+    /// ordinary fence, which orders only its own thread.
+    AsymmetricWithoutBarrier,
+}
 
 /// The system: how many callers, calls, reloads, and which failure paths.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +71,12 @@ pub struct ReloadSys {
     /// The broken wait list of #14: a registration replaces the waiter
     /// registered before it instead of joining it.
     pub single_waiter: bool,
+    /// The fence pair (see the module docs).
+    pub fences: Fences,
+    /// Broken (asymmetric fences only): the releaser's sum in
+    /// `wake_if_drained` runs with no full fence before it, so two
+    /// releasers can each miss the other's buffered count-out.
+    pub release_sum_unfenced: bool,
 }
 
 impl ReloadSys {
@@ -60,7 +91,35 @@ impl ReloadSys {
             close: false,
             observers: false,
             single_waiter: false,
+            fences: Fences::Symmetric,
+            release_sum_unfenced: false,
         }
+    }
+
+    /// Broken: asymmetric fences whose heavy barrier orders only the
+    /// drainer (1 worker, 1 reload: the smallest refutation).
+    pub fn without_heavy_barrier() -> Self {
+        ReloadSys {
+            fences: Fences::AsymmetricWithoutBarrier,
+            workers: 1,
+            reloads: 1,
+            ..ReloadSys::small()
+        }
+    }
+
+    /// Broken: asymmetric fences, and a release that finds its version
+    /// draining sums with no full fence (2 workers, 1 reload).
+    pub fn unfenced_release_sum() -> Self {
+        ReloadSys {
+            fences: Fences::Asymmetric,
+            release_sum_unfenced: true,
+            reloads: 1,
+            ..ReloadSys::small()
+        }
+    }
+
+    fn asymmetric(&self) -> bool {
+        self.fences != Fences::Symmetric
     }
 }
 
@@ -81,6 +140,9 @@ pub struct Version {
     pub retire_wait: Vec<bool>,
     /// The collector freed its memory.
     pub freed: bool,
+    /// Retired to the slot's type-stable shells (asymmetric fences): its
+    /// memory is never freed while the slot lives.
+    pub kept: bool,
 }
 
 /// Where a release (or an `enter`'s undo) is.
@@ -141,11 +203,18 @@ pub struct Worker {
     pub calls_left: u8,
     /// Pinned in the epoch collector.
     pub pinned: bool,
+    /// Its writes to its shard not yet visible to other threads, oldest
+    /// first: the version and whether it is an increment (asymmetric
+    /// fences only; always empty otherwise).
+    pub buffer: Vec<(V, bool)>,
 }
 
 /// A drainer's program counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DrainPc {
+    /// The heavy barrier that `is_drained` issues before its sum
+    /// (asymmetric fences only).
+    Barrier,
     /// D1-D2: the first sum, reading shard `shard`.
     FirstSum {
         /// Next shard to read.
@@ -269,6 +338,10 @@ pub enum Action {
     DrainerFinalize(D),
     /// F4: `defer_destroy` in the collector.
     DrainerRetire(D),
+    /// A worker's oldest buffered write becomes visible.
+    WorkerFlush(W),
+    /// The heavy barrier before a first sum.
+    DrainerBarrier(D),
 }
 
 impl ReloadState {
@@ -292,7 +365,7 @@ impl ReloadState {
     fn unpin(&mut self, w: W) {
         self.workers[usize::from(w)].pinned = false;
         for version in &mut self.versions {
-            if version.retired && !version.freed {
+            if version.retired && !version.freed && !version.kept {
                 version.retire_wait[usize::from(w)] = false;
                 version.freed = version.retire_wait.iter().all(|pinned| !pinned);
             }
@@ -312,6 +385,7 @@ impl ReloadState {
             retired: false,
             retire_wait: vec![false; shards],
             freed: false,
+            kept: false,
         });
         (self.versions.len() - 1) as V
     }
@@ -323,6 +397,26 @@ impl ReloadState {
 }
 
 impl ReloadSys {
+    /// Where a drainer's look (`is_drained`) starts: at the heavy barrier
+    /// if there is one to issue, else at the sum.
+    fn first_look(&self) -> DrainPc {
+        if self.asymmetric() {
+            DrainPc::Barrier
+        } else {
+            DrainPc::FirstSum { shard: 0, acc: 0 }
+        }
+    }
+
+    /// A worker's write to its own shard of `v`: visible at once with
+    /// symmetric fences, buffered with asymmetric ones.
+    fn count(&self, state: &mut ReloadState, w: W, v: V, increment: bool) {
+        if self.asymmetric() {
+            state.workers[usize::from(w)].buffer.push((v, increment));
+        } else {
+            apply(state, w, v, increment);
+        }
+    }
+
     fn cut_over(&self, state: &mut ReloadState, next: Option<V>) {
         let Some(old) = state.current else { return };
         state.current = next;
@@ -334,7 +428,7 @@ impl ReloadSys {
             state.drainers.push(Drainer {
                 v: old,
                 observer,
-                pc: DrainPc::FirstSum { shard: 0, acc: 0 },
+                pc: self.first_look(),
                 token: false,
                 expired: false,
                 timeouts_left: u8::from(self.drain_timeouts && !observer),
@@ -347,18 +441,36 @@ impl ReloadSys {
         let shards = self.workers;
         let next = match step {
             Release::Decrement => {
-                state.touch(v).inflight[usize::from(w)] -= 1;
+                self.count(state, w, v, false);
                 Some(Release::CheckPhase)
             }
             Release::CheckPhase => {
                 if state.touch(v).phase == Phase::Active {
                     None
                 } else {
+                    // `wake_if_drained` fences fully before it sums: two
+                    // releasers are a store-buffering pair of their own.
+                    if !self.release_sum_unfenced {
+                        flush_all(state, w);
+                    }
                     Some(Release::Sum { shard: 0, acc: 0 })
                 }
             }
             Release::Sum { shard, acc } => {
-                let acc = acc + state.touch(v).inflight[usize::from(shard)];
+                // Its own shard as this worker sees it: memory, plus its
+                // buffered writes (store forwarding).
+                let own: i16 = if shard == w {
+                    state.workers[usize::from(w)]
+                        .buffer
+                        .iter()
+                        .filter(|(bv, _)| *bv == v)
+                        .map(|(_, inc)| if *inc { 1 } else { -1 })
+                        .sum()
+                } else {
+                    0
+                };
+                let seen = i16::from(state.touch(v).inflight[usize::from(shard)]) + own;
+                let acc = acc + u8::try_from(seen).unwrap_or(0);
                 if shard + 1 < shards {
                     Some(Release::Sum {
                         shard: shard + 1,
@@ -371,6 +483,9 @@ impl ReloadSys {
                 }
             }
             Release::Wake => {
+                // The lock is a locked instruction: this worker's buffered
+                // writes are visible before it takes the waiters.
+                flush_all(state, w);
                 // Every registered waiter, taken under the lock.
                 let waiters = std::mem::take(&mut state.touch(v).waiters);
                 for (d, drainer) in state.drainers.iter_mut().enumerate() {
@@ -448,6 +563,7 @@ impl Model for ReloadSys {
                     },
                     calls_left: self.calls_per_worker,
                     pinned: false,
+                    buffer: Vec::new(),
                 })
                 .collect(),
             drainers: Vec::new(),
@@ -469,7 +585,12 @@ impl Model for ReloadSys {
     fn actions(&self, state: &ReloadState, actions: &mut Vec<Action>) {
         for (w, worker) in state.workers.iter().enumerate() {
             let w = w as W;
+            if !worker.buffer.is_empty() {
+                actions.push(Action::WorkerFlush(w));
+            }
             actions.push(match worker.pc {
+                // The asymmetric call path does not pin.
+                Pc::Idle if self.asymmetric() => Action::WorkerLoad(w),
                 Pc::Idle => Action::WorkerPin(w),
                 Pc::Pinned => Action::WorkerLoad(w),
                 Pc::Loaded(_) => Action::WorkerIncrement(w),
@@ -498,6 +619,7 @@ impl Model for ReloadSys {
         for (i, d) in state.drainers.iter().enumerate() {
             let i = i as D;
             match d.pc {
+                DrainPc::Barrier => actions.push(Action::DrainerBarrier(i)),
                 DrainPc::FirstSum { .. } | DrainPc::Sum { .. } => {
                     actions.push(Action::DrainerSum(i))
                 }
@@ -545,7 +667,7 @@ impl Model for ReloadSys {
                 let Pc::Loaded(v) = s.workers[usize::from(w)].pc else {
                     return None;
                 };
-                s.touch(v).inflight[usize::from(w)] += 1;
+                self.count(&mut s, w, v, true);
                 s.workers[usize::from(w)].pc = Pc::Incremented(v);
             }
             Action::WorkerRecheck(w) => {
@@ -575,7 +697,9 @@ impl Model for ReloadSys {
                     return None;
                 };
                 let worker = &mut s.workers[usize::from(w)];
-                worker.pinned = true;
+                // A borrowed lease's release pins only with symmetric
+                // fences (the asymmetric path relies on type-stable shells).
+                worker.pinned = !self.asymmetric();
                 worker.pc = Pc::Releasing(v, Release::Decrement, Then::Finish);
             }
             Action::WorkerDecrement(w)
@@ -649,7 +773,7 @@ impl Model for ReloadSys {
                 let d = s.drainer_mut(d);
                 d.expired = false;
                 d.waited_again = true;
-                d.pc = DrainPc::FirstSum { shard: 0, acc: 0 };
+                d.pc = self.first_look();
             }
             Action::DrainerFinalize(d) => {
                 let v = s.drainers[usize::from(d)].v;
@@ -660,11 +784,32 @@ impl Model for ReloadSys {
             Action::DrainerRetire(d) => {
                 let v = s.drainers[usize::from(d)].v;
                 let pinned: Vec<bool> = s.workers.iter().map(|w| w.pinned).collect();
+                let asymmetric = self.asymmetric();
                 let version = &mut s.versions[usize::from(v)];
                 version.retired = true;
-                version.freed = pinned.iter().all(|p| !p);
+                // Asymmetric: the shell goes back to the slot, not to the
+                // collector; it is freed only with the slot.
+                version.kept = asymmetric;
+                version.freed = !asymmetric && pinned.iter().all(|p| !p);
                 version.retire_wait = pinned;
                 s.drainer_mut(d).pc = DrainPc::Done;
+            }
+            Action::WorkerFlush(w) => {
+                let worker = &mut s.workers[usize::from(w)];
+                if worker.buffer.is_empty() {
+                    return None;
+                }
+                let (v, increment) = worker.buffer.remove(0);
+                apply(&mut s, w, v, increment);
+            }
+            Action::DrainerBarrier(d) => {
+                if self.fences == Fences::Asymmetric {
+                    // membarrier: every worker executes a full fence.
+                    for w in 0..self.workers {
+                        flush_all(&mut s, w);
+                    }
+                }
+                s.drainer_mut(d).pc = DrainPc::FirstSum { shard: 0, acc: 0 };
             }
         }
         Some(s)
@@ -695,7 +840,7 @@ impl Model for ReloadSys {
             Property::<Self>::always(ALL_REMOVED_AT_THE_END, |m, s| {
                 let mut next = Vec::new();
                 m.actions(s, &mut next);
-                !next.is_empty() || all_removed(s)
+                !next.is_empty() || all_removed(s, m.asymmetric())
             }),
             Property::<Self>::sometimes(CALL_OVERLAPS_DRAIN, |_, s| {
                 s.workers.iter().any(|w| {
@@ -746,6 +891,19 @@ impl Model for ReloadSys {
                 },
             ));
         }
+        if self.asymmetric() {
+            properties.push(Property::<Self>::sometimes(
+                BARRIER_MEETS_A_BUFFERED_COUNT,
+                |_, s| {
+                    s.drainers.iter().any(|d| {
+                        d.pc == DrainPc::Barrier
+                            && s.workers
+                                .iter()
+                                .any(|w| w.buffer.iter().any(|(v, _)| *v == d.v))
+                    })
+                },
+            ));
+        }
         if self.close {
             properties.push(Property::<Self>::sometimes(CLOSED_SLOT_REFUSES, |_, s| {
                 s.closed
@@ -755,6 +913,23 @@ impl Model for ReloadSys {
             }));
         }
         properties
+    }
+}
+
+/// Makes a worker's write to its shard of `v` visible.
+fn apply(state: &mut ReloadState, w: W, v: V, increment: bool) {
+    let count = &mut state.touch(v).inflight[usize::from(w)];
+    *count = if increment {
+        count.saturating_add(1)
+    } else {
+        count.saturating_sub(1)
+    };
+}
+
+/// Empties a worker's store buffer, oldest first (a full fence in it).
+fn flush_all(state: &mut ReloadState, w: W) {
+    for (v, increment) in std::mem::take(&mut state.workers[usize::from(w)].buffer) {
+        apply(state, w, v, increment);
     }
 }
 
@@ -768,14 +943,16 @@ fn drained(d: &Drainer) -> DrainPc {
     }
 }
 
-/// At the end: every version cut over from is Removed, its memory freed,
-/// and no lease or increment is outstanding anywhere.
-fn all_removed(s: &ReloadState) -> bool {
+/// At the end: every version cut over from is Removed, its memory freed
+/// (or, with type-stable shells, `shells`, given back to the slot), and no
+/// lease or increment is outstanding anywhere.
+fn all_removed(s: &ReloadState, shells: bool) -> bool {
     s.versions.iter().enumerate().all(|(i, v)| {
         let installed_and_replaced = Some(i as V) != s.current
             && matches!(v.phase, Phase::Active | Phase::Draining | Phase::Removed);
         let drained = v.inflight.iter().all(|n| *n == 0);
-        drained && (!installed_and_replaced || (v.phase == Phase::Removed && v.freed))
+        let reclaimed = if shells { v.kept } else { v.freed };
+        drained && (!installed_and_replaced || (v.phase == Phase::Removed && reclaimed))
     }) && s.workers.iter().all(|w| w.pc == Pc::Done && !w.pinned)
         // Every waiter, owner or observer, was woken and finished.
         && s.drainers.iter().all(|d| d.pc == DrainPc::Done)
@@ -808,6 +985,11 @@ pub const INIT_FAILURE_KEEPS_OLD_SERVING: &str = "a failed init leaves the old v
 pub const CLOSED_SLOT_REFUSES: &str = "a closed slot refuses a call";
 /// Sometimes (non-vacuity): a parked drain is woken by a release (L1).
 pub const DRAIN_PARKS_AND_IS_WOKEN: &str = "a parked drain is woken by a release";
+/// With asymmetric fences: sometimes a drain's heavy barrier is due while a
+/// worker's count on that version is still in its store buffer (the case
+/// the barrier exists for).
+pub const BARRIER_MEETS_A_BUFFERED_COUNT: &str =
+    "a drain's barrier meets a count still in a store buffer";
 /// With observers: sometimes both waiters of one version are parked and a
 /// release has woken both.
 pub const TWO_WAITERS_PARKED_ARE_WOKEN: &str = "two waiters parked on one drain are both woken";

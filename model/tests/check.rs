@@ -4,9 +4,10 @@
 use model::broken::phantom_refs::PhantomRefsSys;
 use model::broken::ring::RingSys;
 use model::protocol::{
-    ReloadSys, ALL_REMOVED_AT_THE_END, CALL_OVERLAPS_DRAIN, CLOSED_SLOT_REFUSES,
-    DRAIN_PARKS_AND_IS_WOKEN, DRAIN_TIMES_OUT_AND_IS_WAITED_AGAIN, INIT_FAILURE_KEEPS_OLD_SERVING,
-    NO_CALL_INTO_FINALIZED, TWO_VERSIONS_DRAIN_AT_ONCE, TWO_WAITERS_PARKED_ARE_WOKEN,
+    Fences, ReloadSys, ALL_REMOVED_AT_THE_END, BARRIER_MEETS_A_BUFFERED_COUNT, CALL_OVERLAPS_DRAIN,
+    CLOSED_SLOT_REFUSES, DRAIN_PARKS_AND_IS_WOKEN, DRAIN_TIMES_OUT_AND_IS_WAITED_AGAIN,
+    INIT_FAILURE_KEEPS_OLD_SERVING, NO_CALL_INTO_FINALIZED, TWO_VERSIONS_DRAIN_AT_ONCE,
+    TWO_WAITERS_PARKED_ARE_WOKEN,
 };
 use model::trace::counterexample;
 use stateright::{Checker, Model};
@@ -111,4 +112,70 @@ fn a_wait_list_of_one_is_refuted() {
     let trace = counterexample(&checker, ALL_REMOVED_AT_THE_END)
         .expect("the checker must find a waiter left parked");
     insta::assert_snapshot!("single_waiter_counterexample", trace);
+}
+
+/// The asymmetric fence pair (#17): callers' counts go through a store
+/// buffer and their fences are compiler fences; the drain's heavy barrier
+/// empties every buffer before its sum. Every property holds.
+#[test]
+fn asymmetric_fences_two_workers_two_reloads() {
+    let checker = check(ReloadSys {
+        fences: Fences::Asymmetric,
+        ..ReloadSys::small()
+    });
+    assert_eq!(checker.unique_state_count(), 943_578);
+    for found in [
+        BARRIER_MEETS_A_BUFFERED_COUNT,
+        CALL_OVERLAPS_DRAIN,
+        TWO_VERSIONS_DRAIN_AT_ONCE,
+        DRAIN_PARKS_AND_IS_WOKEN,
+    ] {
+        assert!(checker.discovery(found).is_some(), "never saw: {found}");
+    }
+}
+
+/// The same with drains that time out and are waited again, so that a
+/// second look (and its barrier) happens after the first gave up.
+#[test]
+fn asymmetric_fences_with_drain_timeouts() {
+    let checker = check(ReloadSys {
+        fences: Fences::Asymmetric,
+        drain_timeouts: true,
+        workers: 1,
+        calls_per_worker: 2,
+        ..ReloadSys::small()
+    });
+    assert_eq!(checker.unique_state_count(), 121_277);
+    assert!(checker
+        .discovery(DRAIN_TIMES_OUT_AND_IS_WAITED_AGAIN)
+        .is_some());
+}
+
+/// Compiler fences on the call path without the heavy barrier: a count
+/// still in a caller's store buffer is missed by the drain's sum.
+#[test]
+fn asymmetric_fences_without_the_heavy_barrier_are_refuted() {
+    let checker = ReloadSys::without_heavy_barrier()
+        .checker()
+        .spawn_bfs()
+        .join();
+    let trace = counterexample(&checker, NO_CALL_INTO_FINALIZED)
+        .expect("the checker must find a call into a finalized version");
+    insta::assert_snapshot!("without_heavy_barrier_counterexample", trace);
+}
+
+/// Light fences everywhere on the release path, including before the sum
+/// of a release that found its version draining: two releasers each miss
+/// the other's count-out, still in a store buffer, and neither wakes the
+/// parked drain. (The first version of the asymmetric call path had this
+/// bug; this model found it.)
+#[test]
+fn asymmetric_fences_with_an_unfenced_release_sum_are_refuted() {
+    let checker = ReloadSys::unfenced_release_sum()
+        .checker()
+        .spawn_bfs()
+        .join();
+    let trace = counterexample(&checker, ALL_REMOVED_AT_THE_END)
+        .expect("the checker must find a drain left parked");
+    insta::assert_snapshot!("unfenced_release_sum_counterexample", trace);
 }

@@ -74,6 +74,17 @@ fn handle_calls(handle: &Handle<Val>) -> u64 {
 }
 
 #[inline(never)]
+fn pin_calls() -> u64 {
+    let mut sum = 0;
+    for _ in 0..calls() {
+        // crossbeam-epoch's global collector: what a pinning read path pays.
+        let guard = crossbeam_epoch::pin();
+        sum += black_box(&guard as *const _ as u64 & 1);
+    }
+    sum
+}
+
+#[inline(never)]
 fn arcswap_calls(swap: &ArcSwap<Val>) -> u64 {
     let mut sum = 0;
     for _ in 0..calls() {
@@ -106,10 +117,12 @@ fn main() {
     // Warm up thread-locals and registrations outside the measured function.
     let _ = slot.enter();
     let _ = swap.load();
+    drop(crossbeam_epoch::pin());
     let sum = match which.as_str() {
         "lease" => lease_calls(&slot),
         "owned_lease" => owned_lease_calls(&slot),
         "arcswap" => arcswap_calls(&swap),
+        "pin" => pin_calls(),
         "handle" => handle_calls(&handle),
         "handle2" => {
             // Another thread hammering the same handle meanwhile.
@@ -126,7 +139,7 @@ fn main() {
             })
         }
         _ => {
-            eprintln!("usage: call_cost lease|owned_lease|handle|arcswap");
+            eprintln!("usage: call_cost lease|owned_lease|handle|arcswap|pin");
             return;
         }
     };

@@ -33,7 +33,7 @@ fn finalize<P: Hooks>(body: DrainingBody<P>) -> Result<Plugin<P, Removed>, Final
 impl<P: Hooks> Plugin<P, Draining> {
     /// Generation this version had in its slot.
     pub fn generation(&self) -> u64 {
-        self.body.version().generation
+        self.body.version().generation()
     }
 
     /// Leases still out on this version.
@@ -232,7 +232,7 @@ impl<P: Hooks> Drop for UntilDrained<'_, P> {
 impl<P: Hooks> fmt::Debug for UntilDrained<'_, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UntilDrained")
-            .field("generation", &self.version.generation)
+            .field("generation", &self.version.generation())
             .finish()
     }
 }

@@ -34,6 +34,12 @@ use crate::Hooks;
 /// version it holds cannot finish draining until it is dropped. It borrows
 /// the slot; where the call must outlive that borrow (a spawned task), use
 /// an [`OwnedLease`].
+///
+/// Cost: taking a lease on the current version and dropping it on the same
+/// thread executes no locked instruction when [`fence_mode`](crate::fence_mode)
+/// is `Asymmetric` (two full fences when it is `Symmetric`). Dropping it on
+/// another thread adds one locked instruction, as does any lease of a
+/// thread beyond the sixteenth live one that calls (it shares a counter).
 #[must_use = "a lease is given back as soon as it is dropped"]
 pub struct Lease<'a, P: Hooks> {
     hold: Hold<P>,
@@ -58,7 +64,7 @@ impl<'a, P: Hooks> Lease<'a, P> {
 
     /// Generation of the version this lease holds.
     pub fn generation(&self) -> u64 {
-        held(&self.hold).generation
+        held(&self.hold).generation()
     }
 
     /// Phase of the version this lease holds: `Active`, or `Draining` if
@@ -87,8 +93,9 @@ impl<P: Hooks> Deref for Lease<'_, P> {
 impl<P: Hooks> Drop for Lease<'_, P> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: this lease's one hold, counted on `shard`, given back once.
-        unsafe { Version::release(self.hold.version, self.hold.shard) }
+        // SAFETY: this lease's one hold, given back once; the lease borrows
+        // the slot, so its shared part outlives the release.
+        unsafe { Version::release(&self.hold) }
     }
 }
 
@@ -115,10 +122,14 @@ impl<P: Hooks> fmt::Debug for Lease<'_, P> {
 /// the slot was dropped) that has drained by then, running its `shutdown`
 /// on the dropping thread.
 ///
-/// Costs over a [`Lease`]: one load on release. It counts no reference on
-/// the slot (a shared count would be a cache line every caller writes);
-/// the version it holds keeps the slot's shared part alive instead (see
-/// `shared.rs`).
+/// Costs over a [`Lease`]: its drop pins the epoch (one locked
+/// instruction: the slot may be dropped meanwhile, and the pin keeps the
+/// slot's shared part allocated until the drop is done) and loads the
+/// slot's orphan count. It counts no reference on the slot (a shared count
+/// would be a cache line every caller writes); the version it holds keeps
+/// the slot's shared part alive instead (see `shared.rs`). A borrowed
+/// [`Lease`] executes no locked instruction at all (see
+/// [`fence_mode`](crate::fence_mode)).
 #[must_use = "a lease is given back as soon as it is dropped"]
 pub struct OwnedLease<P: Hooks> {
     hold: Hold<P>,
@@ -144,7 +155,7 @@ impl<P: Hooks> OwnedLease<P> {
 
     /// Generation of the version this lease holds.
     pub fn generation(&self) -> u64 {
-        held(&self.hold).generation
+        held(&self.hold).generation()
     }
 
     /// Phase of the version this lease holds: `Active`, or `Draining` if
@@ -167,13 +178,14 @@ impl<P: Hooks> Deref for OwnedLease<P> {
 
 impl<P: Hooks> Drop for OwnedLease<P> {
     fn drop(&mut self) {
-        // Pinned before the release: from the decrement on, our version may
-        // be finalized and the slot's shared part released, and the pin is
-        // what keeps its memory valid until we are done with it.
+        // Pinned before the release: from the count-out on, our version may
+        // be finalized and the slot's shared part (with the version's shell)
+        // released, and the pin is what keeps that memory valid until we
+        // are done with it. A borrowed lease needs no pin: its borrow of the
+        // slot does this.
         let guard = pin();
-        // SAFETY: this lease's one hold, counted on `shard`, given back once,
-        // under `guard`.
-        unsafe { Version::release_pinned(self.hold.version, self.hold.shard, &guard) }
+        // SAFETY: this lease's one hold, given back once, under `guard`.
+        unsafe { Version::release(&self.hold) }
         // SAFETY: `shared` was alive when we pinned (our hold kept it so).
         unsafe { Shared::reap_after_release(self.shared, guard) }
     }

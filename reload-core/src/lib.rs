@@ -93,13 +93,19 @@
 //!
 //! # How it works
 //!
-//! The current version sits behind a `crossbeam_epoch::Atomic` in a
-//! collector of this crate's own. Each version counts its leases on
-//! cache-padded per-thread shards. `enter` pins the epoch for a few
-//! instructions only: load, increment, fence, re-load; if a cut-over raced
-//! it, undo and retry on the new version. The two fences that make this
-//! correct, and the wake-up that makes the drain parked rather than polled,
-//! are in one file, `src/drain.rs`, explained in [`docs::drain`].
+//! The current version sits behind a `crossbeam_epoch::Atomic`. Each
+//! version counts its leases on cache-padded per-thread shards; a thread
+//! counts on its own shard with a plain load and store (it is the only
+//! writer), so `enter` and dropping a [`Lease`] execute no locked
+//! instruction: load, count, fence, re-load; if a cut-over raced it, undo
+//! and retry on the new version. The fence is a compiler fence where the
+//! kernel offers `membarrier`: the reloader pays with a process-wide
+//! barrier per drain check instead ([`fence_mode`]; elsewhere both sides
+//! fence). `enter` does not pin either: version memory is reused by the
+//! slot, never freed while the slot lives, so a stale pointer still points
+//! at a version. The pairs that make this correct, and the wake-up that
+//! makes the drain parked rather than polled, are in one file,
+//! `src/drain.rs`, explained in [`docs::drain`].
 
 // Clippy's unwrap lint is for code a user or plugin can influence; tests
 // assert with `expect` instead, and doctests stay readable.
@@ -113,6 +119,7 @@ pub mod dylib;
 pub mod envelope;
 mod error;
 mod events;
+mod fences;
 mod handback;
 mod hooks;
 mod lease;
@@ -146,6 +153,7 @@ pub use draining::{Drain, UntilDrained};
 pub use envelope::{EnvelopeError, SavedState};
 pub use error::{CallError, ReloadFault, SlotClosed, SnapshotError, TryEnterError};
 pub use events::{Event, Listener, ListenerId, Proposal};
+pub use fences::{fence_mode, FenceMode};
 pub use handback::{DrainError, FinalizeError, ReloadError, Returned};
 pub use hooks::{BoxError, Cause, Hook, HookFailure, Hooks};
 pub use lease::{EnterFuture, EnterOwnedFuture, Lease, OwnedLease};

@@ -35,11 +35,11 @@ use std::time::Instant;
 use crossbeam_epoch::{Atomic, Guard, Owned};
 use lifecycle::Phase;
 
-use crate::drain::{acquire, cut_over, retire, Hold, Version};
+use crate::drain::{acquire, cut_over, Hold, Shells, Version};
 use crate::error::TryEnterError;
 use crate::events::{Event, Listeners};
 use crate::hooks::{drop_contained, run_hook, Hook, HookFailure};
-use crate::loom::{pin, AtomicBool, AtomicUsize, Mutex, Ordering};
+use crate::loom::{init_fences, pin, AtomicBool, AtomicUsize, Mutex, Ordering};
 use crate::stats::Counters;
 use crate::stats::RemovalReport;
 use crate::waiters::{TaskEntry, WaitList};
@@ -92,6 +92,9 @@ pub(crate) struct Writer<P: Hooks> {
     /// are listed (leases may be out on them), released by the reap that
     /// finalizes the last of them. See the module docs.
     keepalive: Option<Arc<Shared<P>>>,
+    /// Shells of finalized versions, reused for new ones (see `drain.rs`,
+    /// "Memory"); freed with `Shared`.
+    pub(crate) shells: Shells<P>,
 }
 
 struct Entry<P> {
@@ -143,6 +146,9 @@ impl<P: Hooks> Writer<P> {
 impl<P: Hooks> Shared<P> {
     /// A slot's shared part, serving `plugin` as generation 1.
     pub(crate) fn new(plugin: P, name: String) -> Self {
+        // The fence pair is chosen before any slot exists, so before any
+        // call or reload can depend on it (`loom/fences.rs`).
+        init_fences();
         Shared {
             current: Atomic::from(Owned::new(Version::new(plugin, 1))),
             writer: Mutex::new(Writer {
@@ -152,6 +158,7 @@ impl<P: Hooks> Shared<P> {
                 quiescing: false,
                 slot_dropped: false,
                 keepalive: None,
+                shells: Shells::default(),
             }),
             orphans: AtomicUsize::new(0),
             gate_closed: AtomicBool::new(false),
@@ -483,7 +490,7 @@ pub(crate) fn release<P: Hooks>(shared: Arc<Shared<P>>) {
 }
 
 /// Runs the `shutdown` hook of a drained version exactly once, marks it
-/// `Removed`, and retires its shell. Returns the plugin value.
+/// `Removed`, and gives its shell back to the slot. Returns the plugin value.
 ///
 /// # Safety
 ///
@@ -497,7 +504,7 @@ pub(crate) unsafe fn finalize<P: Hooks>(
     let drain_time = since.elapsed();
     // SAFETY: owned and drained per the contract.
     let v = unsafe { version.as_ref() };
-    let generation = v.generation;
+    let generation = v.generation();
     // SAFETY: drained, owned, called once (the caller's contract).
     let mut plugin = unsafe { v.take_plugin() };
     let failure = run_hook(
@@ -510,8 +517,9 @@ pub(crate) unsafe fn finalize<P: Hooks>(
     // AcqRel (inside): a reader that sees Removed sees the shutdown's effects.
     let removed = v.phase.transition(Phase::Draining, Phase::Removed);
     debug_assert_eq!(removed, Ok(()));
-    // SAFETY: unlinked, drained, plugin taken; this is its one retirement.
-    unsafe { retire(version) };
+    // SAFETY: unlinked, drained, plugin taken, `Removed`; this is its one
+    // retirement. The shell is reused, not freed (`drain.rs`, "Memory").
+    unsafe { shared.writer.lock().shells.reclaim(version) };
     Counters::bump(&shared.counters.drains_completed);
     shared.counters.drain_time.record(drain_time);
     if failure.is_some() {

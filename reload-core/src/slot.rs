@@ -9,8 +9,6 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_epoch::Owned;
-
 use crate::drain::{acquire, cut_over, Version};
 use crate::error::ReloadFault;
 use crate::error::{CallError, SlotClosed, TryEnterError};
@@ -303,18 +301,14 @@ impl<P: Hooks> Slot<P> {
             return Err((ReloadFault::InProgress, next));
         }
         let generation = writer.next_generation;
-        let version = Owned::new(Version::new(next.into_inner(), generation));
+        let version = writer.shells.version(next.into_inner(), generation);
         match cut_over(&self.shared.current, Some(version)) {
             Ok(old) => {
                 writer.next_generation += 1;
                 Ok(self.track(&mut writer, old))
             }
             Err(refused) => {
-                let plugin = refused.map(|owned| {
-                    // SAFETY: never published, so this is the only reference
-                    // and no lease was ever taken on it.
-                    unsafe { owned.into_box().take_plugin() }
-                });
+                let plugin = refused.map(|version| writer.shells.unpublish(version));
                 match plugin {
                     Some(plugin) => Err((ReloadFault::Closed, Plugin { body: plugin })),
                     None => unreachable!("cut_over hands back the version it was given"),
@@ -419,9 +413,20 @@ impl<P: Hooks> Slot<P> {
     /// Generation of the current version (1 for the first), `None` once closed.
     pub fn generation(&self) -> Option<u64> {
         let guard = pin();
-        let current = self.shared.current.load(Ordering::Acquire, &guard);
-        // SAFETY: loaded while pinned: valid until `guard` drops.
-        unsafe { current.as_ref() }.map(|v| v.generation)
+        let mut seen = self.shared.current.load(Ordering::Acquire, &guard);
+        loop {
+            // SAFETY: a shell of this slot, alive while the slot is.
+            let generation = unsafe { seen.as_ref() }.map(Version::generation);
+            // The shell may have been finalized and reused for a newer
+            // version between the load and the read: if `current` still
+            // holds it, the generation read was current at one of the two
+            // loads. (Not the writer lock: a listener may ask from under it.)
+            let now = self.shared.current.load(Ordering::Acquire, &guard);
+            if now.with_tag(0) == seen.with_tag(0) {
+                return generation;
+            }
+            seen = now;
+        }
     }
 
     /// The current version and every version still draining, oldest first.
@@ -432,7 +437,7 @@ impl<P: Hooks> Slot<P> {
         let mut out: Vec<VersionInfo> = writer
             .draining()
             .map(|(v, orphaned)| VersionInfo {
-                generation: v.generation,
+                generation: v.generation(),
                 phase: v.phase.load(),
                 in_flight: v.in_flight(),
                 orphaned,
@@ -440,10 +445,11 @@ impl<P: Hooks> Slot<P> {
             .collect();
         let guard = pin();
         let current = self.shared.current.load(Ordering::Acquire, &guard);
-        // SAFETY: loaded while pinned: valid until `guard` drops.
+        // SAFETY: a shell of this slot; it stays the current version while
+        // we hold the writer lock (`writer`, still alive here).
         if let Some(v) = unsafe { current.as_ref() } {
             out.push(VersionInfo {
-                generation: v.generation,
+                generation: v.generation(),
                 phase: v.phase.load(),
                 in_flight: v.in_flight(),
                 orphaned: false,
@@ -455,11 +461,18 @@ impl<P: Hooks> Slot<P> {
 
     /// The slot's counters.
     pub fn stats(&self) -> SlotStats {
-        let draining = self.shared.writer.lock().draining().count();
+        let (draining, free_shells) = {
+            let writer = self.shared.writer.lock();
+            (writer.draining().count(), writer.shells.free())
+        };
         let in_flight = self.versions().iter().map(|v| v.in_flight).sum();
-        self.shared
-            .counters
-            .snapshot(self.generation(), draining, in_flight)
+        SlotStats {
+            free_shells,
+            ..self
+                .shared
+                .counters
+                .snapshot(self.generation(), draining, in_flight)
+        }
     }
 
     /// Finalizes every orphaned version (one whose `Plugin<P, Draining>` was

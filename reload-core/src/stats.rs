@@ -59,6 +59,12 @@ pub struct SlotStats {
     pub drains_completed: u64,
     /// Versions swapped out and not yet removed.
     pub draining_now: usize,
+    /// Memory kept for reuse: shells of finalized versions, which the next
+    /// reloads fill instead of allocating. The call path does not pin, so
+    /// a version's memory lives as long as its slot's shared part
+    /// (`docs/drain.md`, "Memory"); this is how many are idle. It never
+    /// exceeds the most versions the slot had alive at once.
+    pub free_shells: usize,
     /// Calls through [`Slot::call`](crate::Slot::call) that panicked.
     pub call_panics: u64,
     /// `shutdown` hooks that failed or panicked (the version was removed anyway).
@@ -224,6 +230,7 @@ impl Counters {
             quiesce_time: self.quiesce_time.summary(),
             drains_completed: self.drains_completed.load(Relaxed),
             draining_now,
+            free_shells: 0,
             call_panics: self.call_panics.load(Relaxed),
             shutdown_failures: self.shutdown_failures.load(Relaxed),
             drain_time: self.drain_time.summary(),

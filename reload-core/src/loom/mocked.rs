@@ -12,8 +12,36 @@ use super::Parked;
 
 /// Two shards: enough for a lease to be released on another shard than
 /// the one a concurrent drain reads first, small enough to keep the state
-/// space loom explores tractable.
+/// space loom explores tractable. The first two threads of an execution
+/// own one each; a third shares (see `this_thread_shard`), so a test with
+/// three threads explores both ways of counting.
 pub(crate) const SHARDS: usize = 2;
+
+/// loom has no `membarrier`, and its model has no weaker fence that a
+/// barrier in another thread could complete. The asymmetric pair is
+/// modelled as what it implements: a `SeqCst` fence on both sides. That is
+/// the right model because the heavy side's guarantee is exactly that each
+/// other thread executes a full fence at some point between the call's
+/// entry and return, and wherever that point falls in a caller's "write;
+/// light; read", it orders the two as a `SeqCst` fence between them would
+/// (`docs/drain.md`, "The asymmetric pair"). What loom checks is then the
+/// protocol's argument; what the pair delivers on hardware is the kernel's.
+pub(crate) fn light_fence() {
+    fence(Ordering::SeqCst);
+}
+
+/// The reloader's side; see [`light_fence`].
+pub(crate) fn heavy_fence() {
+    fence(Ordering::SeqCst);
+}
+
+/// Nothing to choose under loom.
+pub(crate) fn init_fences() {}
+
+/// loom runs the symmetric model of both pairs.
+pub(crate) fn fence_mode() -> super::FenceMode {
+    super::FenceMode::Symmetric
+}
 
 /// loom's `Mutex` returns a `LockResult`; this wrapper has parking_lot's
 /// shape so the drain code is the same under both.
@@ -45,16 +73,17 @@ fn collector() -> &'static Collector {
     &COLLECTOR
 }
 
-/// As in `std.rs`: one thread-local for the collector handle and the shard.
+/// As in `std.rs`: the collector handle, and the thread's shard with
+/// whether it owns it.
 struct ThreadState {
     handle: LocalHandle,
-    shard: usize,
+    shard: (usize, bool),
 }
 
 loom::thread_local! {
     static THREAD: ThreadState = ThreadState {
         handle: collector().register(),
-        shard: next_shard(),
+        shard: claim(),
     };
 }
 
@@ -64,19 +93,26 @@ pub(crate) fn pin() -> Guard {
         .unwrap_or_else(|_| collector().register().pin())
 }
 
-pub(crate) fn pin_with_shard() -> (Guard, usize) {
-    THREAD
-        .try_with(|t| (t.handle.pin(), t.shard))
-        .unwrap_or_else(|_| (collector().register().pin(), 0))
+pub(crate) fn this_thread_shard() -> (usize, bool) {
+    THREAD.try_with(|t| t.shard).unwrap_or((0, false))
 }
 
-fn next_shard() -> usize {
+pub(crate) fn owns_shard(shard: usize) -> bool {
+    THREAD
+        .try_with(|t| t.shard == (shard, true))
+        .unwrap_or(false)
+}
+
+/// The first `SHARDS` threads to call own a shard each; later ones share,
+/// round-robin (threads do not exit mid-test, so no shard is given back).
+fn claim() -> (usize, bool) {
     loom::lazy_static! {
         // Reset by loom at the start of every execution, so shard
         // assignment depends only on the schedule loom chose.
         static ref NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     }
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SHARDS
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (n % SHARDS, n < SHARDS)
 }
 
 /// loom has no clock. A bounded park reports the deadline as passed at

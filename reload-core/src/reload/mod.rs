@@ -21,16 +21,14 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crossbeam_epoch::Owned;
-
-use crate::drain::{cut_over, Version};
+use crate::drain::{cut_over, Unpublished};
 use crate::error::ReloadFault;
 use crate::events::{Event, Proposal};
 use crate::handback::{ReloadError, Returned};
 use crate::hooks::{label, name_of, run_ref_hook, Hook};
 use crate::options::{Mode, ReloadOptions};
 use crate::plugin::ReadyError;
-use crate::shared::Shared;
+use crate::shared::{Shared, Writer};
 use crate::state::{Initialized, Loaded};
 use crate::stateful::Stateful;
 use crate::stats::Counters;
@@ -381,11 +379,11 @@ impl<'s, P: Stateful> Prepared<'s, P> {
         }
     }
 
-    fn take_next_version(&mut self, generation: u64) -> Owned<Version<P>> {
+    fn take_next_version(&mut self, writer: &mut Writer<P>, generation: u64) -> Unpublished<P> {
         let Some(next) = self.next.take() else {
             unreachable!("taken once, by commit")
         };
-        Owned::new(Version::new(next.into_inner(), generation))
+        writer.shells.version(next.into_inner(), generation)
     }
 
     fn commit_immediate(&mut self) -> Result<Committed<P>, (ReloadFault, bool)> {
@@ -396,7 +394,7 @@ impl<'s, P: Stateful> Prepared<'s, P> {
             return Err((ReloadFault::Closed, false));
         }
         let generation = writer.next_generation;
-        let version = self.take_next_version(generation);
+        let version = self.take_next_version(&mut writer, generation);
         match cut_over(&shared.current, Some(version)) {
             Ok(old) => {
                 writer.next_generation += 1;

@@ -51,7 +51,7 @@ impl<'s, P: Stateful> Prepared<'s, P> {
             unreachable!("checked open under the writer lock")
         };
         // SAFETY: current, so live (see `drain_old`).
-        debug_assert_eq!(unsafe { old.as_ref() }.generation, self.from_generation);
+        debug_assert_eq!(unsafe { old.as_ref() }.generation(), self.from_generation);
         Ok((
             Quiesce {
                 shared,
@@ -123,7 +123,7 @@ impl<'s, P: Stateful> Prepared<'s, P> {
         let shared = &*slot.shared;
         let mut writer = shared.writer.lock();
         let generation = writer.next_generation;
-        let version = self.take_next_version(generation);
+        let version = self.take_next_version(&mut writer, generation);
         let Ok(cut_from) = cut_over(&shared.current, Some(version)) else {
             unreachable!("the gated version is current until we cut over")
         };

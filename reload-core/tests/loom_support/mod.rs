@@ -130,6 +130,15 @@ fn builder(cap: Option<usize>) -> loom::model::Builder {
     builder
 }
 
+/// [`model`] at a preemption bound of exactly `bound`, above CI's, for a
+/// test whose race needs more preemptions than CI's bound and whose path is
+/// short enough to afford them; each caller says why next to the call.
+pub fn model_at<F: Fn() + Sync + Send + 'static>(bound: usize, f: F) {
+    let mut builder = builder(None);
+    builder.preemption_bound = Some(bound);
+    builder.check(f);
+}
+
 /// [`model`] at a preemption bound of at most `bound`, for a test whose
 /// code path is long (the registry's) and whose race needs fewer
 /// preemptions than CI's bound; each caller says why next to the call.
