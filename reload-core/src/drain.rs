@@ -4,7 +4,8 @@
 //! ([`acquire`]), gives it back ([`Version::release`]), how the slot cuts
 //! over ([`cut_over`]), how a drain waits, parked, for the last lease
 //! ([`Version::wait_drained`], [`Version::poll_drained`]), and how a
-//! drained version's memory is reclaimed ([`retire`]). The argument that it
+//! drained version's memory goes back to its slot for reuse ([`Shells`]).
+//! The argument that it
 //! meets the contract (S1-S4, L1-L2 of `docs/contract.md`)
 //! is in `docs/drain.md`; the comments here say which step each line is.
 //!

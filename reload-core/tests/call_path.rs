@@ -231,64 +231,62 @@ async fn borrowed_leases_held_across_await_on_a_work_stealing_runtime_drain() {
     assert_eq!(ledger.calls_after_shutdown(), 0);
 }
 
+/// Runs `stash` on a thread of its own (it takes `held` leases on `slot`
+/// and keeps them in a thread-local), cuts over while they are out, lets
+/// the thread exit (its thread-local destructors give the leases back, and
+/// its shard, in either order), and checks that the drain saw every one.
+fn leases_given_back_at_thread_exit(
+    slot: &'static Slot<Probe>,
+    ledger: &Arc<Ledger>,
+    held: usize,
+    stash: impl FnOnce() + Send + 'static,
+) {
+    let (entered, wait_entered) = mpsc::channel();
+    let (go, exit) = mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        stash();
+        entered.send(()).expect("the test waits");
+        exit.recv().expect("the test says when");
+    });
+    wait_entered.recv().expect("entered");
+    let old = slot.replace(ready(2, ledger)).expect("open");
+    assert_eq!(old.in_flight(), held);
+    go.send(()).expect("the thread waits");
+    thread.join().expect("thread");
+    assert_eq!(old.in_flight(), 0);
+    assert_eq!(old.wait().expect("shutdown ok").report().generation, 1);
+}
+
 #[test]
 fn a_lease_dropped_by_a_thread_local_destructor_at_thread_exit_is_counted() {
-    // The thread's shard is given back by a thread-local destructor too;
-    // whichever runs first, the lease's count-out lands on a word its
-    // writer may write, and the drain sees it.
+    // An owned lease; the thread first takes a borrowed one, so that it
+    // owns a shard whose give-back races the lease's.
     std::thread_local! {
         static KEPT: std::cell::RefCell<Vec<reload_core::OwnedLease<Probe>>> =
             const { std::cell::RefCell::new(Vec::new()) };
     }
     let ledger = Ledger::new();
-    let slot = Arc::new(Slot::new(ready(1, &ledger)));
-    let (entered, wait_entered) = mpsc::channel();
-    let (go, exit) = mpsc::channel::<()>();
-    let thread = {
-        let slot = Arc::clone(&slot);
-        std::thread::spawn(move || {
-            // A borrowed lease first, so that this thread owns a shard.
-            drop(slot.enter().expect("open"));
-            let lease = slot.enter_owned().expect("open");
-            KEPT.with(|kept| kept.borrow_mut().push(lease));
-            entered.send(()).expect("the test waits");
-            exit.recv().expect("the test says when");
-        })
-    };
-    wait_entered.recv().expect("entered");
-    let old = slot.replace(ready(2, &ledger)).expect("open");
-    assert_eq!(old.in_flight(), 1);
-    go.send(()).expect("the thread waits");
-    thread.join().expect("thread");
-    assert_eq!(old.in_flight(), 0);
-    let removed = old.wait().expect("shutdown ok");
-    assert_eq!(removed.report().generation, 1);
+    let slot: &'static Slot<Probe> = Box::leak(Box::new(Slot::new(ready(1, &ledger))));
+    leases_given_back_at_thread_exit(slot, &ledger, 1, move || {
+        drop(slot.enter().expect("open"));
+        let lease = slot.enter_owned().expect("open");
+        KEPT.with(|kept| kept.borrow_mut().push(lease));
+    });
 }
 
 #[test]
 fn a_borrowed_lease_dropped_at_thread_exit_is_counted() {
-    // The same with a borrowed lease (on a slot that lives for the rest of
-    // the process), so that the count-out takes the owner's plain store or
-    // the shared word, depending on which destructor ran first.
+    // Borrowed leases (on a slot that lives for the rest of the process):
+    // the count-out takes the owner's plain store or the shared word,
+    // depending on which destructor ran first.
     std::thread_local! {
         static KEPT: std::cell::RefCell<Vec<reload_core::Lease<'static, Probe>>> =
             const { std::cell::RefCell::new(Vec::new()) };
     }
     let ledger = Ledger::new();
     let slot: &'static Slot<Probe> = Box::leak(Box::new(Slot::new(ready(1, &ledger))));
-    let (entered, wait_entered) = mpsc::channel();
-    let (go, exit) = mpsc::channel::<()>();
-    let thread = std::thread::spawn(move || {
+    leases_given_back_at_thread_exit(slot, &ledger, 2, move || {
         let leases = [slot.enter().expect("open"), slot.enter().expect("open")];
         KEPT.with(|kept| kept.borrow_mut().extend(leases));
-        entered.send(()).expect("the test waits");
-        exit.recv().expect("the test says when");
     });
-    wait_entered.recv().expect("entered");
-    let old = slot.replace(ready(2, &ledger)).expect("open");
-    assert_eq!(old.in_flight(), 2);
-    go.send(()).expect("the thread waits");
-    thread.join().expect("thread");
-    assert_eq!(old.in_flight(), 0);
-    assert_eq!(old.wait().expect("shutdown ok").report().generation, 1);
 }
