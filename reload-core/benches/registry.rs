@@ -2,7 +2,8 @@
 //! against its manifest's ranges. Compared in one run, at 1 and 2 threads,
 //! with a bare slot lease (the floor), with the lookup a host would
 //! otherwise write (`RwLock<HashMap<String, Arc<Slot>>>` then a lease), and
-//! across chain depths 0, 1 and 2 through a `Handle`, plus a lookup by name
+//! across chain depths 0, 1 and 2 through a `Handle` (borrowed calls), an
+//! owned call (`Handle::enter_owned`), plus a lookup by name
 //! (`Registry::enter`).
 
 use std::collections::HashMap;
@@ -71,8 +72,11 @@ fn registry_call(c: &mut Criterion) {
                 black_box(handle.enter().map(|c| c.value).ok());
             });
         }
+        bench("handle_owned_depth_0", &|| {
+            black_box(handles[0].enter_owned().map(|c| c.value).ok());
+        });
         bench("enter_by_name_depth_0", &|| {
-            black_box(registry.enter("a").map(|c| c.value).ok());
+            black_box(registry.enter(black_box("a")).map(|c| c.value).ok());
         });
     }
     group.finish();

@@ -74,6 +74,39 @@ fn handle_calls(handle: &Handle<Val>) -> u64 {
 }
 
 #[inline(never)]
+fn handle_call_calls(handle: &Handle<Val>) -> u64 {
+    let mut sum = 0;
+    for _ in 0..calls() {
+        if let Ok(value) = handle.call(|call| black_box(call.value)) {
+            sum += value;
+        }
+    }
+    sum
+}
+
+#[inline(never)]
+fn handle_owned_calls(handle: &Handle<Val>) -> u64 {
+    let mut sum = 0;
+    for _ in 0..calls() {
+        if let Ok(call) = handle.enter_owned() {
+            sum += black_box(call.value);
+        }
+    }
+    sum
+}
+
+#[inline(never)]
+fn by_name_calls(registry: &Registry<Val>) -> u64 {
+    let mut sum = 0;
+    for _ in 0..calls() {
+        if let Ok(call) = registry.enter(black_box("val")) {
+            sum += black_box(call.value);
+        }
+    }
+    sum
+}
+
+#[inline(never)]
 fn pin_calls() -> u64 {
     let mut sum = 0;
     for _ in 0..calls() {
@@ -114,6 +147,7 @@ fn main() {
         return;
     };
     let _ = handle.enter();
+    let _ = registry.enter("val");
     // Warm up thread-locals and registrations outside the measured function.
     let _ = slot.enter();
     let _ = swap.load();
@@ -124,6 +158,9 @@ fn main() {
         "arcswap" => arcswap_calls(&swap),
         "pin" => pin_calls(),
         "handle" => handle_calls(&handle),
+        "handle_owned" => handle_owned_calls(&handle),
+        "handle_call" => handle_call_calls(&handle),
+        "by_name" => by_name_calls(&registry),
         "handle2" => {
             // Another thread hammering the same handle meanwhile.
             let stop = std::sync::atomic::AtomicBool::new(false);
@@ -139,7 +176,7 @@ fn main() {
             })
         }
         _ => {
-            eprintln!("usage: call_cost lease|owned_lease|handle|arcswap|pin");
+            eprintln!("usage: call_cost lease|owned_lease|handle|handle_call|handle_owned|by_name|arcswap|pin");
             return;
         }
     };

@@ -141,3 +141,44 @@ fn a_diamond_call_never_mixes_versions_across_an_immediate_group_reload() {
         assert_eq!(a, b, "b {b}.x ran on a {a}.x, outside its range");
     });
 }
+
+/// A chain: `b` 1 requires `a` ^1. An immediate group reload to major 2 cuts
+/// `a` over first, then `b`: a call that leased `b` 1 before the cut-overs
+/// and reaches `a` after the first holds `b` 1 with `a` 2, outside `b` 1's
+/// range. It must give the pair back and retry, never run `b` 1 on `a` 2.
+#[test]
+fn a_chain_call_never_leases_a_requirement_outside_its_range() {
+    model_at(1, || {
+        let book = Arc::new(Parts::default());
+        let registry = registered(vec![
+            part("a", "1.0.0", &book, &[]),
+            part("b", "1.0.0", &book, &[("a", "^1")]),
+        ]);
+        let caller = {
+            let registry = Arc::clone(&registry);
+            loom::thread::spawn(move || {
+                let handle = registry
+                    .handle("b")
+                    .unwrap_or_else(|e| panic!("registered: {e}"));
+                let call = handle.enter().unwrap_or_else(|e| panic!("served: {e}"));
+                let a = call.dependency("a").expect("leased with b");
+                a.plugin().run();
+                (
+                    call.manifest().version().major,
+                    a.manifest().version().major,
+                )
+            })
+        };
+        loom::thread::yield_now();
+        reload_all(
+            &registry,
+            vec![
+                part("a", "2.0.0", &book, &[]),
+                part("b", "2.0.0", &book, &[("a", "^2")]),
+            ],
+            ReloadOptions::immediate(),
+        );
+        let (b, a) = caller.join().expect("caller");
+        assert_eq!(a, b, "b {b}.x ran on a {a}.x, outside its range");
+    });
+}

@@ -24,7 +24,9 @@ fn owned_leases_and_their_futures_are_send_and_static() {
     fn send<T: Send + 'static>() {}
     send_static::<OwnedLease<Probe>>();
     send::<reload_core::EnterOwnedFuture<Probe>>();
-    send_static::<reload_core::registry::Call<reload_core::testing::Part>>();
+    send_static::<reload_core::registry::OwnedCall<reload_core::testing::Part>>();
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<reload_core::registry::Call<'_, reload_core::testing::Part>>();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,10 +40,11 @@ pub struct StatementReport {
 }
 
 /// The leases of one statement, on [`scoped`]'s stack frame; the rows
-/// reach it through [`SCOPE`]. Counters are cells: rows only read it.
-struct Scope {
-    udf: Call<DylibPlugin>,
-    index: Call<DylibPlugin>,
+/// reach it through [`SCOPE`]. Counters are cells: rows only read it. The
+/// calls borrow the statement's handles (`'h`).
+struct Scope<'h> {
+    udf: Call<'h, DylibPlugin>,
+    index: Call<'h, DylibPlugin>,
     udf_version: String,
     rows: Cell<u64>,
     wrong: Cell<u64>,
@@ -54,15 +55,18 @@ thread_local! {
     /// The current statement's scope on this thread, or null. A raw
     /// pointer, not an owning cell: a thread-local with no destructor is
     /// one load to read, where an owning one pays a state check per row.
-    static SCOPE: Cell<*const Scope> = const { Cell::new(std::ptr::null()) };
+    /// (`'static` only in the pointer's type: see `with_scope`.)
+    static SCOPE: Cell<*const Scope<'static>> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Runs `f` with the current scope, if any.
-fn with_scope<R>(f: impl FnOnce(Option<&Scope>) -> R) -> R {
+fn with_scope<R>(f: impl FnOnce(Option<&Scope<'_>>) -> R) -> R {
     let scope = SCOPE.with(Cell::get);
     // SAFETY: a non-null pointer was set by `scoped` on this thread to a
     // `Scope` on its stack frame, and is reset (by its guard, also on
-    // unwind) before that frame ends; rows run inside it.
+    // unwind) before that frame ends; rows run inside it. The reference
+    // handed to `f` lives no longer than this call, inside that frame, so
+    // the borrows the scope's calls hold are alive.
     f(unsafe { scope.as_ref() })
 }
 
@@ -93,13 +97,16 @@ pub fn scoped<R>(
     };
     // Puts back the outer scope (statements may nest) however `statement`
     // ends, so no pointer to this frame outlives it.
-    struct Restore(*const Scope);
+    struct Restore(*const Scope<'static>);
     impl Drop for Restore {
         fn drop(&mut self) {
             let _ = SCOPE.try_with(|s| s.set(self.0));
         }
     }
-    let _restore = Restore(SCOPE.with(|s| s.replace(&scope)));
+    // The cast only forgets the lifetime: the pointer is unset before
+    // `scope` goes (above).
+    let this: *const Scope<'_> = &scope;
+    let _restore = Restore(SCOPE.with(|s| s.replace(this.cast())));
     let result = statement();
     drop(_restore);
     let report = StatementReport {

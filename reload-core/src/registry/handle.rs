@@ -1,11 +1,10 @@
 //! [`Handle`]: a plugin looked up once, for calls that skip the lookup.
 
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::{Call, Counters, EnterError, Node};
-use crate::hooks::{panic_message, Cause, Hook, HookFailure};
+use super::call::contain;
+use super::{Call, Counters, EnterError, Node, OwnedCall};
 use crate::stats::SlotStats;
 use crate::Stateful;
 
@@ -42,11 +41,30 @@ impl<P: Stateful> Handle<P> {
     /// Starts a call: leases the plugin and its requirements (see [`Call`]).
     /// Waits, parked, only at the gate of a quiesced or group commit.
     ///
+    /// The call borrows the handle, and leases the plugin as a slot's
+    /// [`Lease`](crate::Lease) does: for a plugin with no requirements it
+    /// costs about one slot lease (no locked instruction; see
+    /// `docs/performance.md`). Where the call must outlive the handle's
+    /// borrow, use [`Handle::enter_owned`].
+    ///
     /// # Errors
     ///
     /// [`EnterError::Unregistered`].
-    pub fn enter(&self) -> Result<Call<P>, EnterError> {
-        Call::new(&self.node, &self.counters)
+    #[inline]
+    pub fn enter(&self) -> Result<Call<'_, P>, EnterError> {
+        Call::borrowed(&self.node, &self.counters)
+    }
+
+    /// [`Handle::enter`], for a call that owns its leases: `Send +
+    /// 'static`, for a spawned task. Costs what an
+    /// [`OwnedLease`](crate::OwnedLease) costs more than a lease (a
+    /// reference count, and a pin when it is dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`EnterError::Unregistered`].
+    pub fn enter_owned(&self) -> Result<OwnedCall<P>, EnterError> {
+        Call::owned(&self.node, &self.counters)
     }
 
     /// Runs `f` in a call, containing a panic.
@@ -55,18 +73,8 @@ impl<P: Stateful> Handle<P> {
     ///
     /// [`EnterError::Unregistered`]; [`EnterError::Panicked`] if `f`
     /// panicked (the leases were given back).
-    pub fn call<R>(&self, f: impl FnOnce(&Call<P>) -> R) -> Result<R, EnterError> {
-        let call = self.enter()?;
-        // AssertUnwindSafe: `f` sees shared references only.
-        catch_unwind(AssertUnwindSafe(|| f(&call))).map_err(|payload| {
-            EnterError::Panicked(HookFailure {
-                hook: Hook::Call,
-                plugin: call.manifest().name().to_owned(),
-                version: call.manifest().version().to_string(),
-                generation: Some(call.generation()),
-                cause: Cause::Panic(panic_message(payload.as_ref())),
-            })
-        })
+    pub fn call<R>(&self, f: impl FnOnce(&Call<'_, P>) -> R) -> Result<R, EnterError> {
+        contain(&self.enter()?, f)
     }
 
     /// The plugin's slot counters.

@@ -4,12 +4,16 @@
 //! Each plugin lives in its own [`Slot`]; the registry adds names,
 //! dependencies and integrity around them:
 //!
-//! - **Lookups** read a copy-on-write map (`arc-swap`): they never block,
-//!   not on a reload nor on a registration, and a plugin appears in the map
-//!   only once its first version is initialized and in its slot.
+//! - **Lookups** read a copy-on-write map: they never block, not on a
+//!   reload nor on a registration, and a plugin appears in the map only
+//!   once its first version is initialized and in its slot. Calls by name
+//!   read it through a borrowed lease on a slot of map snapshots (`names`),
+//!   the admin paths through `arc-swap`.
 //! - **Calls** ([`Handle::enter`], [`Registry::enter`]) lease the plugin and
 //!   every plugin its version requires, at versions its manifest accepts,
-//!   for the whole call (see [`Call`]).
+//!   for the whole call (see [`Call`]). They borrow the handle or the
+//!   registry; [`Handle::enter_owned`] and [`Registry::enter_owned`] give
+//!   an [`OwnedCall`], `Send + 'static`, for a spawned task.
 //! - **Reloads** ([`Registry::reload`]) plan from manifests: a dependent
 //!   whose requirement a new version breaks must follow, so its next
 //!   version is fetched from the [`Source`] (or the reload is refused,
@@ -68,6 +72,7 @@ mod call;
 mod error;
 mod handle;
 mod member;
+mod names;
 mod plan;
 mod register;
 mod reload;
@@ -84,7 +89,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-pub use call::{Call, Dep};
+pub use call::{Call, Dep, OwnedCall};
 pub use error::{EnterError, RegistryError, Rejected};
 pub use handle::Handle;
 use member::Kept;
@@ -143,6 +148,13 @@ pub(crate) struct Counters {
     pub(crate) gate_waits: AtomicU64,
 }
 
+#[cold]
+fn not_registered(name: &str) -> EnterError {
+    EnterError::NotRegistered {
+        name: name.to_owned(),
+    }
+}
+
 /// A registered plugin: its slot and the manifest of its current version.
 pub(crate) struct Node<P: Stateful> {
     pub(crate) slot: Slot<Member<P>>,
@@ -166,6 +178,9 @@ type Turns<'m, P> = Vec<(String, Turn<'m, Member<P>>)>;
 /// docs](self).
 pub struct Registry<P: Stateful> {
     map: ArcSwap<Map<P>>,
+    /// The same snapshots, for calls by name (see `names`): published
+    /// with `map`, under the admin lock.
+    names: Slot<names::Names<P>>,
     /// Serializes registrations and unregistrations (map edits). Neither
     /// reloads nor calls take it.
     admin: Mutex<()>,
@@ -178,8 +193,10 @@ pub struct Registry<P: Stateful> {
 impl<P: Stateful> Registry<P> {
     /// An empty registry that checks every version with `verifier`.
     pub fn new(verifier: impl Verifier) -> Self {
+        let map = Arc::new(Map::new());
         Registry {
-            map: ArcSwap::from_pointee(Map::new()),
+            names: names::slot(&map),
+            map: ArcSwap::new(map),
             admin: Mutex::new(()),
             verifier: Box::new(verifier),
             source: None,
@@ -225,6 +242,14 @@ impl<P: Stateful> Registry<P> {
                 message: panic_message(payload.as_ref()),
             })),
         }
+    }
+
+    /// Publishes a new map (under the admin lock): to the admin paths, then
+    /// to calls by name.
+    fn publish(&self, next: Map<P>) {
+        let next = Arc::new(next);
+        self.map.store(Arc::clone(&next));
+        names::publish(&self.names, &next);
     }
 
     fn count_refusal(&self, error: &RegistryError) {
@@ -278,25 +303,52 @@ impl<P: Stateful> Registry<P> {
                 node: Arc::clone(node),
                 counters: Arc::clone(&self.counters),
             }),
-            None => Err(EnterError::NotRegistered {
-                name: name.to_owned(),
-            }),
+            None => Err(not_registered(name)),
         }
     }
 
-    /// Starts a call on `name` (a lookup, then [`Handle::enter`]).
+    /// Starts a call on `name`: a lookup, then [`Handle::enter`].
+    ///
+    /// The lookup reads the name map's current snapshot through a borrowed
+    /// lease (no lock, no locked instruction, no shared counter written),
+    /// and the call keeps that lease, so the plugin's slot outlives the
+    /// call's lease on it even if the plugin is unregistered meanwhile (the
+    /// snapshot is freed after the call). Where the call must outlive the
+    /// borrow of the registry, use [`Registry::enter_owned`].
     ///
     /// # Errors
     ///
     /// [`EnterError::NotRegistered`], [`EnterError::Unregistered`].
-    pub fn enter(&self, name: &str) -> Result<Call<P>, EnterError> {
-        let map = self.map.load();
-        let Some(node) = map.get(name) else {
-            return Err(EnterError::NotRegistered {
-                name: name.to_owned(),
-            });
+    #[inline]
+    pub fn enter(&self, name: &str) -> Result<Call<'_, P>, EnterError> {
+        // The snapshot slot is never closed nor gated, so this cannot fail;
+        // were it to, the name is as good as unknown.
+        let Ok(names) = self.names.try_enter() else {
+            return Err(not_registered(name));
         };
-        Call::new(node, &self.counters)
+        let node: *const Node<P> = match names.0.get(name) {
+            Some(node) => &**node,
+            None => return Err(not_registered(name)),
+        };
+        // SAFETY: the node is owned by an `Arc` in the snapshot that `names`
+        // leases; the call keeps that lease and gives it back after its
+        // leases on the node's slot (its fields' order). Moving the lease
+        // moves neither the snapshot nor the node.
+        let node = unsafe { &*node };
+        Call::in_names(node, names, &self.counters)
+    }
+
+    /// [`Registry::enter`], for a call that owns its leases (see
+    /// [`Handle::enter_owned`]): `Send + 'static`, for a spawned task.
+    ///
+    /// # Errors
+    ///
+    /// [`EnterError::NotRegistered`], [`EnterError::Unregistered`].
+    pub fn enter_owned(&self, name: &str) -> Result<OwnedCall<P>, EnterError> {
+        match self.map.load().get(name) {
+            Some(node) => OwnedCall::owned(node, &self.counters),
+            None => Err(not_registered(name)),
+        }
     }
 
     /// Runs `f` in a call on `name`, containing a panic.
@@ -304,8 +356,8 @@ impl<P: Stateful> Registry<P> {
     /// # Errors
     ///
     /// As [`Handle::call`], and [`EnterError::NotRegistered`].
-    pub fn call<R>(&self, name: &str, f: impl FnOnce(&Call<P>) -> R) -> Result<R, EnterError> {
-        self.handle(name)?.call(f)
+    pub fn call<R>(&self, name: &str, f: impl FnOnce(&Call<'_, P>) -> R) -> Result<R, EnterError> {
+        call::contain(&self.enter(name)?, f)
     }
 
     /// Whether `name` is registered.

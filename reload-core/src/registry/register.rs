@@ -130,7 +130,7 @@ impl<P: Stateful> Registry<P> {
         let added = fresh.len() as u64;
         let mut next = (**map).clone();
         next.extend(fresh);
-        self.map.store(Arc::new(next));
+        self.publish(next);
         Ok(added)
     }
 
@@ -177,7 +177,7 @@ impl<P: Stateful> Registry<P> {
         }
         let mut next = (*map).clone();
         next.remove(name);
-        self.map.store(Arc::new(next));
+        self.publish(next);
         self.counters.unregistered.fetch_add(1, Relaxed);
         Ok(node.slot.close())
     }
