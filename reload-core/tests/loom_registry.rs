@@ -34,6 +34,15 @@ fn registered(parts: Vec<Package<Part>>) -> Arc<Registry<Part>> {
     registry
 }
 
+/// `a`, and `b` requiring `a` of its own major, at major `major`.
+fn chain(major: u64, book: &Arc<Parts>) -> Vec<Package<Part>> {
+    let version = format!("{major}.0.0");
+    vec![
+        part("a", &version, book, &[]),
+        part("b", &version, book, &[("a", &format!("^{major}"))]),
+    ]
+}
+
 /// Reloads `parts` together and finalizes every version they replaced.
 fn reload_all(registry: &Registry<Part>, parts: Vec<Package<Part>>, options: ReloadOptions) {
     let report = registry
@@ -51,10 +60,7 @@ fn a_registry_call_races_a_quiesced_group_reload() {
     // this test runs for minutes, the registry's path being long.
     model_bounded(1, || {
         let book = Arc::new(Parts::default());
-        let registry = registered(vec![
-            part("a", "1.0.0", &book, &[]),
-            part("b", "1.0.0", &book, &[("a", "^1")]),
-        ]);
+        let registry = registered(chain(1, &book));
         let caller = {
             let registry = Arc::clone(&registry);
             loom::thread::spawn(move || {
@@ -73,10 +79,7 @@ fn a_registry_call_races_a_quiesced_group_reload() {
         };
         reload_all(
             &registry,
-            vec![
-                part("a", "2.0.0", &book, &[]),
-                part("b", "2.0.0", &book, &[("a", "^2")]),
-            ],
+            chain(2, &book),
             ReloadOptions::quiesced(Duration::MAX),
         );
         let (_, _, gen_b, gen_a) = caller.join().expect("caller");
@@ -129,14 +132,7 @@ fn a_diamond_call_never_mixes_versions_across_an_immediate_group_reload() {
         // Lets the caller start first without spending the one preemption,
         // which then goes to stopping it between its leases.
         loom::thread::yield_now();
-        reload_all(
-            &registry,
-            vec![
-                part("a", "2.0.0", &book, &[]),
-                part("b", "2.0.0", &book, &[("a", "^2")]),
-            ],
-            ReloadOptions::immediate(),
-        );
+        reload_all(&registry, chain(2, &book), ReloadOptions::immediate());
         let (a, b) = caller.join().expect("caller");
         assert_eq!(a, b, "b {b}.x ran on a {a}.x, outside its range");
     });
@@ -150,10 +146,7 @@ fn a_diamond_call_never_mixes_versions_across_an_immediate_group_reload() {
 fn a_chain_call_never_leases_a_requirement_outside_its_range() {
     model_at(1, || {
         let book = Arc::new(Parts::default());
-        let registry = registered(vec![
-            part("a", "1.0.0", &book, &[]),
-            part("b", "1.0.0", &book, &[("a", "^1")]),
-        ]);
+        let registry = registered(chain(1, &book));
         let caller = {
             let registry = Arc::clone(&registry);
             loom::thread::spawn(move || {
@@ -170,14 +163,7 @@ fn a_chain_call_never_leases_a_requirement_outside_its_range() {
             })
         };
         loom::thread::yield_now();
-        reload_all(
-            &registry,
-            vec![
-                part("a", "2.0.0", &book, &[]),
-                part("b", "2.0.0", &book, &[("a", "^2")]),
-            ],
-            ReloadOptions::immediate(),
-        );
+        reload_all(&registry, chain(2, &book), ReloadOptions::immediate());
         let (b, a) = caller.join().expect("caller");
         assert_eq!(a, b, "b {b}.x ran on a {a}.x, outside its range");
     });
