@@ -4,13 +4,13 @@
 //! What a call costs: the plugin called is leased like a slot's borrowed
 //! [`Lease`] (no locked instruction, no pin) when the call borrows what
 //! keeps the plugin's slot alive: the [`Handle`](super::Handle) it came
-//! from, or, for a call by name, a lease on the snapshot of the name map it
-//! looked the plugin up in, which the call keeps until it ends. A plugin with no
-//! requirements costs nothing more. Requirements are leased as
-//! [`OwnedLease`]s (a reference count and a pin each), because their slots
-//! are reached through the plugin's version, not through anything the
-//! call borrows. An [`OwnedCall`] owns its plugin's lease too, and so
-//! borrows nothing.
+//! from, or, for a call by name, a lease on the snapshot of the name map
+//! it looked the plugin up in, which the call keeps until it ends. A
+//! plugin with no requirements costs nothing more. Requirements are leased
+//! as [`OwnedLease`]s (a pin each when given back), because their slots are
+//! reached through the plugin's version, not through anything the call
+//! borrows. An [`OwnedCall`] owns its plugin's lease too, and so borrows
+//! nothing.
 //!
 //! The rule (checked by the `registry` model): a call holds a lease on the
 //! root and on every plugin its version requires, each version satisfying

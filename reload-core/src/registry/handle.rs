@@ -43,9 +43,9 @@ impl<P: Stateful> Handle<P> {
     ///
     /// The call borrows the handle, and leases the plugin as a slot's
     /// [`Lease`](crate::Lease) does: for a plugin with no requirements it
-    /// costs about one slot lease (no locked instruction; see
-    /// `docs/performance.md`). Where the call must outlive the handle's
-    /// borrow, use [`Handle::enter_owned`].
+    /// executes no locked instruction, and about 2.3 times a slot lease's
+    /// instructions (`docs/performance.md`, "Registry calls"). Where the
+    /// call must outlive the handle's borrow, use [`Handle::enter_owned`].
     ///
     /// # Errors
     ///
@@ -57,8 +57,8 @@ impl<P: Stateful> Handle<P> {
 
     /// [`Handle::enter`], for a call that owns its leases: `Send +
     /// 'static`, for a spawned task. Costs what an
-    /// [`OwnedLease`](crate::OwnedLease) costs more than a lease (a
-    /// reference count, and a pin when it is dropped).
+    /// [`OwnedLease`](crate::OwnedLease) costs more than a lease (a pin
+    /// when it is dropped).
     ///
     /// # Errors
     ///
