@@ -12,6 +12,12 @@ use crate::hooks::{panic_message, BoxError, Cause};
 use crate::options::Mode;
 use crate::stats::Counters;
 
+/// The name of the one slot the crate keeps for itself: the registry's
+/// name-map snapshots (`registry/names.rs`), a new version at every
+/// registration. Its events are not the host's plugins' reloads, so they
+/// stay out of `tracing` and the `metrics` figures.
+pub(crate) const INTERNAL: &str = "reload-core: registry names";
+
 /// A reload being prepared, as shown to [`Listener::on_prepare`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -214,12 +220,16 @@ impl Listeners {
             .collect()
     }
 
-    /// Tells every listener (and `tracing`) about `event`.
+    /// Tells every listener (and `tracing`, and the `metrics` figures)
+    /// about `event`; the crate's own slot ([`INTERNAL`]) only its
+    /// listeners.
     pub(crate) fn emit(&self, counters: &Counters, plugin: &str, event: &Event<'_>) {
-        #[cfg(feature = "tracing")]
-        trace(event);
-        #[cfg(feature = "metrics")]
-        measure(event);
+        if plugin != INTERNAL {
+            #[cfg(feature = "tracing")]
+            trace(event);
+            #[cfg(feature = "metrics")]
+            measure(event);
+        }
         let listeners = self.snapshot();
         for (i, listener) in listeners.iter().enumerate() {
             // AssertUnwindSafe: a listener sees the event by reference only.

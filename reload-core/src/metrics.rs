@@ -23,11 +23,15 @@
 //! registry call (the recorder's: an atomic add for the common ones; a
 //! no-op with no recorder installed); plain [`Slot`](crate::Slot) leases
 //! are not counted, so the slot's call path stays as measured in
-//! `docs/performance.md`.
+//! `docs/performance.md`. The registry keeps its name map in a slot of its
+//! own (a version per registration); that slot is not reported.
 
 /// A version was cut over from (a reload or the slot's close): one more
 /// draining until its `Drained`.
 pub(crate) fn draining(plugin: &str) {
+    if plugin == crate::events::INTERNAL {
+        return;
+    }
     metrics::gauge!("reload_core_versions_draining", "plugin" => plugin.to_owned()).increment(1.0);
 }
 

@@ -147,4 +147,14 @@ fn calls_reloads_refusals_and_drains_reach_the_recorder() {
         Some(DebugValue::Gauge(g)) => assert_eq!(g.into_inner(), 0.0_f64),
         other => panic!("{other:?}"),
     }
+    // Every figure is the host's plugin's (or the refusal's name): the
+    // registry's own slot of name-map snapshots, which took a version at
+    // the registration, stays out.
+    let plugins: std::collections::BTreeSet<_> = snapshot
+        .iter()
+        .flat_map(|(_, _, labels, _)| labels.iter())
+        .filter(|(k, _)| k == "plugin")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(plugins, ["nothing", "udf"].into_iter().collect());
 }

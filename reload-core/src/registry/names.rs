@@ -31,7 +31,8 @@ impl<P: Stateful> Hooks for Names<P> {
     type Context = ();
 
     fn name(&self) -> &str {
-        "registry names"
+        // Kept out of `tracing` and `metrics` (see the constant).
+        crate::events::INTERNAL
     }
 }
 
