@@ -29,7 +29,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXE = os.path.join(ROOT, "target/release/examples/call_cost")
-DESIGNS = ["lease", "owned_lease", "handle", "handle_call", "handle_owned", "by_name", "arcswap", "pin"]
+DESIGNS = ["lease", "owned_lease", "handle", "chain", "handle_call", "handle_owned", "by_name", "snapshot", "arcswap", "pin"]
 CALLS = 100_000
 
 LOCKED = re.compile(r"^\s*([0-9a-f]+):\s+(lock\b|xchg\s|mfence)")

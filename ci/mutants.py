@@ -365,27 +365,32 @@ mutant("group-rolled-back-false", "reload/group.rs",
 
 # --------------------------------------------------------- registry/call.rs
 mutant("call-holds-while-waiting", "registry/call.rs",
-       ("                    let dep = Arc::clone(dep);\n                    deps.clear();\n                    drop(root);",
-        "                    let dep = Arc::clone(dep);"),
+       ("            deps.clear();\n            drop(root);\n            match attempt {",
+        "            match attempt {"),
        ["loom:loom_registry"], "a call waits at a gate while holding leases (hold-and-wait)")
 mutant("call-skips-range-check", "registry/call.rs",
        ("                Ok(lease) => {\n                    if !member.accepts(k, lease.generation(), lease.manifest()) {\n"
-        "                        return Ok(Err(Attempt::Retry));\n                    }\n                    deps.push(lease);",
-        "                Ok(lease) => {\n                    deps.push(lease);"),
+        "                        return Err(Attempt::Retry);\n                    }\n",
+        "                Ok(lease) => {\n"),
        ["loom:loom_registry", "test:-p reload-core --test registry"], "a call leases a dependency outside its range")
 mutant("call-diamond-unchecked", "registry/call.rs",
-       ("                if !member.accepts(k, seen.generation(), seen.manifest()) {\n                    return Ok(Err(Attempt::Retry));\n                }\n                continue;",
+       ("                if !member.accepts(k, seen.lease.generation(), seen.lease.manifest()) {\n"
+        "                    return Err(Attempt::Retry);\n                }\n                continue;",
         "                continue;"),
        ["loom:loom_registry"], "a dependency reached twice is not checked against the second path's range")
 mutant("call-fast-path-skips-requirements", "registry/call.rs",
-       ("        if let Ok(root) = enter() {\n            if root.member().deps.is_empty() {",
-        "        if let Ok(root) = enter() {\n            if true {"),
+       ("            Ok(lease) if lease.deps.is_empty() => return Ok(Call::plain(lease, names)),",
+        "            Ok(lease) => return Ok(Call::plain(lease, names)),"),
        ["test:-p reload-core --test registry"], "a call on a plugin with requirements leases none of them")
 
 # -------------------------------------------------------- registry/names.rs
 mutant("names-not-published", "registry/names.rs",
        ("    let _ = names.replace(ready(map));\n", ""),
        ["test:-p reload-core --test registry_calls"], "calls by name keep reading the first map: no plugin is ever found by name")
+mutant("names-long-names-by-key", "registry/names.rs",
+       ("            if entry.key == key && (key.len <= 16 || *entry.name == *name) {",
+        "            if entry.key == key {"),
+       ["test:-p reload-core --test registry_calls"], "a name over 16 bytes is found by its length and ends alone: a different name is taken for it")
 
 # -------------------------------------------------------------- transfer.rs
 mutant("migration-overshoot-accepted", "transfer.rs",

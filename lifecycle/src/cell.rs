@@ -34,6 +34,14 @@ impl AtomicPhase {
         Phase::from_u8(byte).unwrap_or_else(|e| unreachable!("{e}"))
     }
 
+    /// Whether the current phase is `phase`: [`AtomicPhase::load`] without
+    /// decoding the byte, for paths that run on every call.
+    #[inline]
+    pub fn is(&self, phase: Phase) -> bool {
+        // Acquire, as `load`.
+        self.0.load(Ordering::Acquire) == phase as u8
+    }
+
     /// Moves `from -> to` if that is an edge of the lifecycle and the cell
     /// still holds `from`, as one compare-and-swap.
     ///

@@ -4,7 +4,7 @@
 //! otherwise write (`RwLock<HashMap<String, Arc<Slot>>>` then a lease), and
 //! across chain depths 0, 1 and 2 through a `Handle` (borrowed calls), an
 //! owned call (`Handle::enter_owned`), plus a lookup by name
-//! (`Registry::enter`).
+//! (`Registry::enter`, and through a `Snapshot` taken once).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -77,6 +77,10 @@ fn registry_call(c: &mut Criterion) {
         });
         bench("enter_by_name_depth_0", &|| {
             black_box(registry.enter(black_box("a")).map(|c| c.value).ok());
+        });
+        let snapshot = registry.snapshot();
+        bench("snapshot_by_name_depth_0", &|| {
+            black_box(snapshot.enter(black_box("a")).map(|c| c.value).ok());
         });
     }
     group.finish();

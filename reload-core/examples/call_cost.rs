@@ -73,6 +73,13 @@ fn handle_calls(handle: &Handle<Val>) -> u64 {
     sum
 }
 
+/// `handle_calls` on a plugin with one requirement (named apart for
+/// callgrind's `--toggle-collect`).
+#[inline(never)]
+fn chain_calls(handle: &Handle<Val>) -> u64 {
+    handle_calls(handle)
+}
+
 #[inline(never)]
 fn handle_call_calls(handle: &Handle<Val>) -> u64 {
     let mut sum = 0;
@@ -100,6 +107,18 @@ fn by_name_calls(registry: &Registry<Val>) -> u64 {
     let mut sum = 0;
     for _ in 0..calls() {
         if let Ok(call) = registry.enter(black_box("val")) {
+            sum += black_box(call.value);
+        }
+    }
+    sum
+}
+
+#[inline(never)]
+fn snapshot_calls(registry: &Registry<Val>) -> u64 {
+    let snapshot = registry.snapshot();
+    let mut sum = 0;
+    for _ in 0..calls() {
+        if let Ok(call) = snapshot.enter(black_box("val")) {
             sum += black_box(call.value);
         }
     }
@@ -146,6 +165,20 @@ fn main() {
     let Ok(handle) = registry.handle("val") else {
         return;
     };
+    // A plugin that requires `val`: a call leases both.
+    let Ok(manifest) = Manifest::new("user", "1.0.0").and_then(|m| m.requires("val", "^1", &[]))
+    else {
+        return;
+    };
+    if registry
+        .register(Package::new(Val { value: 2 }, manifest, Vec::new()), &())
+        .is_err()
+    {
+        return;
+    }
+    let Ok(chain) = registry.handle("user") else {
+        return;
+    };
     let _ = handle.enter();
     let _ = registry.enter("val");
     // Warm up thread-locals and registrations outside the measured function.
@@ -158,9 +191,11 @@ fn main() {
         "arcswap" => arcswap_calls(&swap),
         "pin" => pin_calls(),
         "handle" => handle_calls(&handle),
+        "chain" => chain_calls(&chain),
         "handle_owned" => handle_owned_calls(&handle),
         "handle_call" => handle_call_calls(&handle),
         "by_name" => by_name_calls(&registry),
+        "snapshot" => snapshot_calls(&registry),
         "handle2" => {
             // Another thread hammering the same handle meanwhile.
             let stop = std::sync::atomic::AtomicBool::new(false);
@@ -176,7 +211,9 @@ fn main() {
             })
         }
         _ => {
-            eprintln!("usage: call_cost lease|owned_lease|handle|handle_call|handle_owned|by_name|arcswap|pin");
+            eprintln!(
+                "usage: call_cost lease|owned_lease|handle|chain|handle_call|handle_owned|by_name|snapshot|arcswap|pin"
+            );
             return;
         }
     };

@@ -79,6 +79,8 @@
 
 use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
+#[cfg(feature = "registry")]
+use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll};
@@ -97,6 +99,10 @@ use crate::waiters::{TaskEntry, WaitList};
 /// One version of a plugin as the slot holds it: the value, its phase, its
 /// in-flight counts and whoever waits for its drain. Its memory is a shell
 /// that outlives it (see "Memory" above).
+///
+/// Aligned to 128 (as `CachePadded` already makes it on x86-64), so that
+/// a [`Hold`] fits in one word with bits to spare: see [`Hold::pack`].
+#[repr(align(128))]
 pub(crate) struct Version<P> {
     /// In-flight leases, one pair of counters per shard, each on its own
     /// cache line so that threads calling in parallel do not bounce one
@@ -152,11 +158,12 @@ pub(crate) struct Hold<P> {
 }
 
 /// The flag in [`Hold::count`] for a count on the shard's `own` word.
-const OWN: u32 = 1 << 31;
+/// (Just above the shard's four bits, as a packed hold has it.)
+const OWN: u32 = 1 << 4;
 
 impl<P> Hold<P> {
     fn new(version: &Version<P>, shard: usize, own: bool) -> Self {
-        // `shard < SHARDS`, which is far below the flag.
+        // `shard < SHARDS`, which is below the flag.
         let count = shard as u32 | if own { OWN } else { 0 };
         Hold {
             version: NonNull::from(version),
@@ -171,7 +178,82 @@ impl<P> Hold<P> {
     fn own(&self) -> bool {
         self.count & OWN != 0
     }
+
+    /// This hold as one word: the version's address with the count in the
+    /// low bits its alignment leaves zero (the shard in four, `OWN` in the
+    /// fifth, as [`Hold::count`] has them). The bits of [`PACKED_SPARE`]
+    /// stay zero, for the word's keeper; unpacking ignores them. A registry
+    /// call is two such words, so that it comes back from `enter` in
+    /// registers rather than through the stack.
+    #[cfg(feature = "registry")]
+    pub(crate) fn pack(&self) -> Packed {
+        // The address is non-null and a multiple of 128 (`Version`'s repr),
+        // so or-ing in a count below 32 keeps it non-null and separable.
+        // `map_addr` keeps the pointer's provenance.
+        let count = (self.count & PACKED_COUNT as u32) as usize;
+        self.version
+            .cast::<()>()
+            .map_addr(|address| address | count)
+    }
+
+    /// The hold [`Hold::pack`] made `word` from.
+    ///
+    /// # Safety
+    ///
+    /// `word` came from `pack` on a hold of a `Version<P>` (bits of
+    /// [`PACKED_SPARE`] may have been set since). The result is a copy:
+    /// only one of the holds so made may be given back.
+    #[cfg(feature = "registry")]
+    pub(crate) unsafe fn unpack(word: Packed) -> Self {
+        let bits = word.addr().get();
+        let version = word.map_addr(|address| {
+            // SAFETY: the version's address, non-null (the caller's contract).
+            unsafe { NonZeroUsize::new_unchecked(address.get() & !PACKED_MASK) }
+        });
+        Hold {
+            version: version.cast(),
+            count: (bits & PACKED_COUNT) as u32,
+        }
+    }
+
+    /// The version a packed hold is on.
+    ///
+    /// # Safety
+    ///
+    /// As [`Hold::unpack`], and the hold is held for `'v`.
+    #[cfg(feature = "registry")]
+    #[inline]
+    pub(crate) unsafe fn version_of<'v>(word: Packed) -> &'v Version<P> {
+        // SAFETY: the version's address, alive while the hold is held (the
+        // caller's contract).
+        unsafe {
+            &*word
+                .as_ptr()
+                .map_addr(|address| address & !PACKED_MASK)
+                .cast()
+        }
+    }
 }
+
+/// A [`Hold`] in one word ([`Hold::pack`]).
+#[cfg(feature = "registry")]
+pub(crate) type Packed = NonNull<()>;
+
+/// A packed hold's count: the shard (below `SHARDS`, at most 16) and the
+/// `OWN` flag, as in [`Hold::count`].
+#[cfg(feature = "registry")]
+const PACKED_COUNT: usize = 0b1_1111;
+/// Bits of a packed hold that are always zero: free for whoever keeps the
+/// word (the registry's call says with them what else it holds).
+#[cfg(feature = "registry")]
+pub(crate) const PACKED_SPARE: usize = 0b110_0000;
+/// Every low bit a version's alignment leaves zero.
+#[cfg(feature = "registry")]
+const PACKED_MASK: usize = 0b111_1111;
+#[cfg(feature = "registry")]
+const _: () = assert!(SHARDS <= OWN as usize && OWN as usize * 2 == PACKED_COUNT + 1);
+#[cfg(feature = "registry")]
+const _: () = assert!(std::mem::align_of::<Version<()>>() > PACKED_MASK);
 
 impl<P> Version<P> {
     /// A version for `plugin`, already `Active`: it is about to be published.
@@ -361,7 +443,7 @@ impl<P> Version<P> {
         // Relaxed (`gated`): ordered by the fences of pair B. If the shell
         // was finalized and reused since our count-out, these read its next
         // life: its drain, if any, is covered by that life's own pairs.
-        if version.phase.load() != Phase::Active || version.gated.load(Ordering::Relaxed) {
+        if !version.phase.is(Phase::Active) || version.gated.load(Ordering::Relaxed) {
             version.wake_if_drained();
         }
     }

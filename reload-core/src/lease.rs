@@ -18,6 +18,8 @@ use std::task::{Context, Poll};
 
 use lifecycle::Phase;
 
+#[cfg(feature = "registry")]
+use crate::drain::Packed;
 use crate::drain::{Hold, Version};
 use crate::error::{SlotClosed, TryEnterError};
 use crate::loom::pin;
@@ -60,6 +62,38 @@ impl<'a, P: Hooks> Lease<'a, P> {
             hold,
             _slot: PhantomData,
         }
+    }
+
+    /// This lease as one word, given up (see [`Hold::pack`]): for a
+    /// registry call, which keeps it packed and gives it back with
+    /// [`Lease::from_packed`].
+    #[cfg(feature = "registry")]
+    #[inline]
+    pub(crate) fn into_packed(self) -> Packed {
+        let this = ManuallyDrop::new(self);
+        this.hold.pack()
+    }
+
+    /// The lease [`Lease::into_packed`] gave up.
+    ///
+    /// # Safety
+    ///
+    /// `word` came from `into_packed` on a lease of a slot that outlives
+    /// `'a`, and is turned back into a lease once.
+    #[cfg(feature = "registry")]
+    #[inline]
+    pub(crate) unsafe fn from_packed(word: Packed) -> Self {
+        Lease {
+            // SAFETY: `word` came from `pack` (the caller's contract).
+            hold: unsafe { Hold::unpack(word) },
+            _slot: PhantomData,
+        }
+    }
+
+    /// This lease's hold, packed, as a copy (the lease still holds it).
+    #[cfg(feature = "registry")]
+    pub(crate) fn packed(&self) -> Packed {
+        self.hold.pack()
     }
 
     /// Generation of the version this lease holds.
@@ -201,10 +235,34 @@ impl<P: Hooks> fmt::Debug for OwnedLease<P> {
 }
 
 impl<P: Hooks> OwnedLease<P> {
-    /// Whether this lease is on a version of `slot`.
+    /// This lease's hold, packed, as a copy (the lease still holds it).
     #[cfg(feature = "registry")]
-    pub(crate) fn is_of(&self, slot: &crate::Slot<P>) -> bool {
-        std::ptr::eq(self.shared.as_ptr(), &**slot.shared)
+    pub(crate) fn packed(&self) -> Packed {
+        self.hold.pack()
+    }
+
+    /// This lease as its hold, packed, and its slot's shared part, given
+    /// up: for a registry call, which gives them back with
+    /// [`OwnedLease::from_parts`].
+    #[cfg(feature = "registry")]
+    pub(crate) fn into_parts(self) -> (Packed, NonNull<Shared<P>>) {
+        let this = ManuallyDrop::new(self);
+        (this.hold.pack(), this.shared)
+    }
+
+    /// The lease [`OwnedLease::into_parts`] gave up.
+    ///
+    /// # Safety
+    ///
+    /// The parts came from `into_parts`, and are turned back into a lease
+    /// once.
+    #[cfg(feature = "registry")]
+    pub(crate) unsafe fn from_parts(word: Packed, shared: NonNull<Shared<P>>) -> Self {
+        OwnedLease {
+            // SAFETY: `word` came from `pack` (the caller's contract).
+            hold: unsafe { Hold::unpack(word) },
+            shared,
+        }
     }
 
     fn shared(&self) -> &Shared<P> {

@@ -27,6 +27,12 @@ fn owned_leases_and_their_futures_are_send_and_static() {
     send_static::<reload_core::registry::OwnedCall<reload_core::testing::Part>>();
     fn send_sync<T: Send + Sync>() {}
     send_sync::<reload_core::registry::Call<'_, reload_core::testing::Part>>();
+    send_sync::<reload_core::registry::Snapshot<'_, reload_core::testing::Part>>();
+    // A call is two words: it comes back from `enter` in registers.
+    assert_eq!(
+        std::mem::size_of::<reload_core::registry::Call<'_, reload_core::testing::Part>>(),
+        2 * std::mem::size_of::<usize>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

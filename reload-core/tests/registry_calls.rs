@@ -20,19 +20,20 @@ fn part(name: &str, version: &str, book: &Arc<Parts>, requires: &[(&str, &str)])
         .expect("valid manifest")
 }
 
+/// A registry of `packages`, registered together.
+fn registry_of(packages: Vec<Package<Part>>) -> Registry<Part> {
+    let registry = Registry::new(Unchecked);
+    registry.register_all(packages, &()).expect("registered");
+    registry
+}
+
 /// a, and b requiring a ^1, at 1.0.0.
 fn pair() -> (Arc<Parts>, Registry<Part>) {
     let book = Arc::new(Parts::default());
-    let registry = Registry::new(Unchecked);
-    registry
-        .register_all(
-            vec![
-                part("a", "1.0.0", &book, &[]),
-                part("b", "1.0.0", &book, &[("a", "^1")]),
-            ],
-            &(),
-        )
-        .expect("registered");
+    let registry = registry_of(vec![
+        part("a", "1.0.0", &book, &[]),
+        part("b", "1.0.0", &book, &[("a", "^1")]),
+    ]);
     (book, registry)
 }
 
@@ -231,4 +232,199 @@ fn calls_by_name_race_registrations_that_replace_the_map() {
     assert_eq!(book.used_after_shutdown.load(Ordering::Relaxed), 0);
     assert_eq!(in_flight(&registry, "a"), 0);
     assert_eq!(in_flight(&registry, "b"), 0);
+}
+
+/// A call leases its requirements as borrowed leases, whose slots only the
+/// versions requiring them keep alive. Here `a`'s node is kept by nothing
+/// else: `b` moved to a version that does not require `a`, and `a` was
+/// unregistered, while calls on `c` (requiring `b` 1.0.0, requiring `a`)
+/// were held, borrowed and owned, on this thread and on others. They still
+/// serve; `a` and `b` 1.0.0 shut down once each, when the last goes.
+#[test]
+fn a_requirement_outlives_its_unregistration_while_a_call_holds_it() {
+    let book = Arc::new(Parts::default());
+    let registry = registry_of(vec![
+        part("a", "1.0.0", &book, &[]),
+        part("b", "1.0.0", &book, &[("a", "^1")]),
+        part("c", "1.0.0", &book, &[("b", "^1")]),
+    ]);
+    let handle = registry.handle("c").expect("registered");
+    let borrowed: Vec<_> = (0..3).map(|_| handle.enter().expect("served")).collect();
+    let owned: Vec<_> = (0..3)
+        .map(|_| handle.enter_owned().expect("served"))
+        .collect();
+    for call in borrowed.iter().chain(&owned) {
+        let held: Vec<_> = call
+            .leased()
+            .map(|d| format!("{}@{}", d.manifest().name(), d.manifest().version()))
+            .collect();
+        assert_eq!(held, ["c@1.0.0", "b@1.0.0", "a@1.0.0"]);
+    }
+    registry
+        .reload(
+            vec![part("b", "1.1.0", &book, &[])],
+            &(),
+            ReloadOptions::immediate(),
+        )
+        .expect("b 1.1.0 requires nothing");
+    let a = registry
+        .unregister("a")
+        .expect("nothing current requires a")
+        .expect("was serving");
+    assert!(!a.is_drained(), "the calls hold a 1.0.0");
+    let fresh = handle.enter().expect("served");
+    assert_eq!(fresh.leased().count(), 2, "c and b 1.1.0");
+    drop(fresh);
+    // The owned calls go on other threads, the borrowed ones here.
+    std::thread::scope(|s| {
+        for call in owned {
+            s.spawn(move || {
+                assert!(call.dependency("a").is_some_and(|a| a.run() >= 1));
+                drop(call);
+            });
+        }
+    });
+    assert!(!a.is_drained(), "the borrowed calls still hold a 1.0.0");
+    for call in borrowed {
+        assert!(call.dependency("a").is_some_and(|a| a.run() >= 1));
+        drop(call);
+    }
+    assert_eq!(a.wait().expect("shut down").report().generation, 1);
+    assert_eq!(book.used_after_shutdown.load(Ordering::Relaxed), 0);
+    let shutdowns = book.shutdowns.lock();
+    assert_eq!(shutdowns.get("a@1.0.0"), Some(&1));
+    assert_eq!(in_flight(&registry, "c"), 0);
+    assert_eq!(in_flight(&registry, "b"), 0);
+}
+
+/// A `Snapshot` is the map as it was: a plugin registered after is not
+/// found, one unregistered since is found but refuses new calls; reloads
+/// are seen at once; its calls hold their versions like any call, and a
+/// panic in one is contained.
+#[test]
+fn a_snapshot_serves_calls_by_name_from_the_map_it_was_taken_from() {
+    let (book, registry) = pair();
+    let snapshot = registry.snapshot();
+    assert!(snapshot.contains("a") && snapshot.contains("b"));
+    registry
+        .register(part("late", "1.0.0", &book, &[]), &())
+        .expect("registered");
+    assert!(matches!(
+        snapshot.enter("late"),
+        Err(EnterError::NotRegistered { name }) if name == "late"
+    ));
+    assert!(!snapshot.contains("late"));
+    assert!(registry.snapshot().contains("late"));
+    // Reloads are seen at once: the call leases the current version.
+    let held = snapshot.enter("b").expect("served");
+    registry
+        .reload(
+            vec![part("a", "1.1.0", &book, &[])],
+            &(),
+            ReloadOptions::immediate(),
+        )
+        .expect("reloaded");
+    assert_eq!(dep_version(&held), "1.0.0");
+    assert_eq!(dep_version(&snapshot.enter("b").expect("served")), "1.1.0");
+    // Unregistered since: still in the snapshot, but closed.
+    let draining = registry
+        .unregister("b")
+        .expect("no dependents")
+        .expect("was serving");
+    assert!(snapshot.contains("b"));
+    assert!(matches!(
+        snapshot.enter("b"),
+        Err(EnterError::Unregistered { name }) if name == "b"
+    ));
+    assert!(!draining.is_drained(), "the held call keeps b");
+    assert!(held.run() >= 1);
+    drop(held);
+    assert_eq!(draining.wait().expect("shut down").report().generation, 1);
+    // A panic in a call through the snapshot is contained.
+    let outcome = snapshot.call("a", |_| -> u64 { panic!("host code") });
+    assert!(matches!(outcome, Err(EnterError::Panicked(ref f)) if f.plugin == "a"));
+    assert_eq!(snapshot.call("a", |a| a.run() >= 1).ok(), Some(true));
+    drop(snapshot);
+    assert_eq!(in_flight(&registry, "a"), 0);
+    assert_eq!(book.used_after_shutdown.load(Ordering::Relaxed), 0);
+}
+
+/// A snapshot may be held across `.await` and used from several tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_is_shared_by_tasks_across_await_points() {
+    let (_book, registry) = pair();
+    let registry = Arc::new(registry);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let registry = Arc::clone(&registry);
+        tasks.push(tokio::spawn(async move {
+            let snapshot = registry.snapshot();
+            let mut runs = 0;
+            for _ in 0..10 {
+                let call = snapshot.enter("b").expect("served");
+                tokio::task::yield_now().await;
+                runs += u64::from(call.dependency("a").is_some());
+            }
+            runs
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("task"), 10);
+    }
+    assert_eq!(in_flight(&registry, "b"), 0);
+    assert_eq!(in_flight(&registry, "a"), 0);
+}
+
+/// The index calls by name use finds a name by its length and its first
+/// and last eight bytes, and compares longer names whole: names that
+/// agree on those words and differ in the middle are told apart, and a
+/// name is found only if registered, at every length a manifest allows.
+#[test]
+fn calls_by_name_find_exactly_the_registered_names() {
+    let book = Arc::new(Parts::default());
+    let mut names = Vec::new();
+    for len in 1..=64 {
+        names.push("a".repeat(len));
+        if len >= 3 {
+            // Same length, same first and last bytes, a different middle.
+            let mut middle = "a".repeat(len).into_bytes();
+            middle[len / 2] = b'b';
+            names.push(String::from_utf8(middle).expect("ascii"));
+        }
+    }
+    let registry = registry_of(names.iter().map(|n| part(n, "1.0.0", &book, &[])).collect());
+    let snapshot = registry.snapshot();
+    for name in &names {
+        assert!(snapshot.contains(name), "{name}");
+        let call = registry.enter(name).expect("found by name");
+        assert_eq!(call.manifest().name(), name);
+        let call = snapshot.enter(name).expect("found in the snapshot");
+        assert_eq!(call.manifest().name(), name);
+    }
+    let mut absent = vec![
+        String::new(),
+        "a".repeat(65),
+        "é".into(),
+        "b".into(),
+        "ab".into(),
+    ];
+    for len in 3..=64 {
+        let mut middle = "a".repeat(len).into_bytes();
+        middle[len / 2] = b'c';
+        absent.push(String::from_utf8(middle).expect("ascii"));
+        let mut near_end = "a".repeat(len).into_bytes();
+        near_end[len - 2] = b'b';
+        if len > 3 && !names.contains(&String::from_utf8_lossy(&near_end).into_owned()) {
+            absent.push(String::from_utf8(near_end).expect("ascii"));
+        }
+    }
+    for name in &absent {
+        assert!(!snapshot.contains(name), "{name}");
+        assert!(
+            matches!(registry.enter(name), Err(EnterError::NotRegistered { .. })),
+            "{name}"
+        );
+    }
+    assert_eq!(names.len(), 64 + 62);
+    assert_eq!(absent.len(), 5 + 62 + 60);
 }

@@ -13,7 +13,9 @@
 //!   every plugin its version requires, at versions its manifest accepts,
 //!   for the whole call (see [`Call`]). They borrow the handle or the
 //!   registry; [`Handle::enter_owned`] and [`Registry::enter_owned`] give
-//!   an [`OwnedCall`], `Send + 'static`, for a spawned task.
+//!   an [`OwnedCall`], `Send + 'static`, for a spawned task. Many calls by
+//!   name in one unit of work can share one lease on the map through a
+//!   [`Snapshot`] ([`Registry::snapshot`]).
 //! - **Reloads** ([`Registry::reload`]) plan from manifests: a dependent
 //!   whose requirement a new version breaks must follow, so its next
 //!   version is fetched from the [`Source`] (or the reload is refused,
@@ -78,6 +80,7 @@ mod register;
 mod reload;
 mod report;
 mod revert;
+mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -96,6 +99,7 @@ use member::Kept;
 pub use member::{Member, Package, Respawn};
 use report::change;
 pub use report::{Change, PluginInfo, RegistryStats, ReloadReport, VersionChange};
+pub use snapshot::Snapshot;
 
 use crate::error::ReloadFault;
 use crate::hooks::panic_message;
@@ -313,8 +317,10 @@ impl<P: Stateful> Registry<P> {
     /// lease (no lock, no locked instruction, no shared counter written),
     /// and the call keeps that lease, so the plugin's slot outlives the
     /// call's lease on it even if the plugin is unregistered meanwhile (the
-    /// snapshot is freed after the call). Where the call must outlive the
-    /// borrow of the registry, use [`Registry::enter_owned`].
+    /// snapshot is freed after the call). Many calls by name in one unit of
+    /// work can share that lease: see [`Registry::snapshot`]. Where the
+    /// call must outlive the borrow of the registry, use
+    /// [`Registry::enter_owned`].
     ///
     /// # Errors
     ///
@@ -326,8 +332,8 @@ impl<P: Stateful> Registry<P> {
         let Ok(names) = self.names.try_enter() else {
             return Err(not_registered(name));
         };
-        let node: *const Node<P> = match names.0.get(name) {
-            Some(node) => &**node,
+        let node: *const Node<P> = match names.get(name) {
+            Some(node) => node,
             None => return Err(not_registered(name)),
         };
         // SAFETY: the node is owned by an `Arc` in the snapshot that `names`
