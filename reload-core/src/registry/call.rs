@@ -154,6 +154,12 @@ const OWNED: usize = 0b010_0000;
 const MORE: usize = 0b100_0000;
 const _: () = assert!(OWNED | MORE == PACKED_SPARE);
 
+/// What a call's `tail` is, from its `root`'s spare bits.
+#[inline]
+fn kind_of(root: Packed) -> usize {
+    root.addr().get() & PACKED_SPARE
+}
+
 /// A call's leases, when two words cannot hold them: the plugin has
 /// requirements.
 struct More<'a, P: Stateful> {
@@ -248,7 +254,7 @@ impl<'a, P: Stateful> Call<'a, P> {
     /// What `tail` is.
     #[inline]
     fn kind(&self) -> usize {
-        self.root.addr().get() & PACKED_SPARE
+        kind_of(self.root)
     }
 
     /// The out-of-line part, if the call has one.
@@ -301,7 +307,7 @@ impl<P: Stateful> Call<'static, P> {
     #[inline(never)]
     fn drop_cold(root: Packed, tail: *const ()) {
         let tail = tail.cast_mut();
-        let kind = root.addr().get() & PACKED_SPARE;
+        let kind = kind_of(root);
         if kind == BORROWED {
             // SAFETY: `BORROWED`: the call's own borrowed lease (`plain`),
             // taken back once, here; its slot lives in the snapshot, whose
