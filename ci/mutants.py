@@ -363,6 +363,26 @@ mutant("group-rolled-back-false", "reload/group.rs",
        ("            let rolled_back = !gated.is_empty();", "            let rolled_back = false;"),
        ["test:-p reload-core --test stateful"], "a group failure says nothing was rolled back")
 
+# Immediate members carried at prepare (#25): a commit that carries them
+# again, or drops what they carried, runs or loses a transfer; the counter's
+# book pins each hook to once per reload.
+mutant("group-immediate-carries-again", "reload/group.rs",
+       ("                    Mode::Immediate => Ok(member.carried.take().unwrap_or_default()),",
+        "                    Mode::Immediate => member.carry_over(*old),"),
+       ["test:-p reload-core --test stateful"], "a group commit carries its immediate members a second time")
+mutant("group-immediate-drops-transfer", "reload/group.rs",
+       ("                    Mode::Immediate => Ok(member.carried.take().unwrap_or_default()),",
+        "                    Mode::Immediate => Ok(Default::default()),"),
+       ["test:-p reload-core --test stateful"], "a group commit reports nothing carried for its immediate members")
+mutant("commit-immediate-drops-transfer", "reload/mod.rs",
+       ("                    transfer: self.carried.take().unwrap_or_default(),",
+        "                    transfer: Default::default(),"),
+       ["test:-p reload-core --test stateful"], "an immediate commit reports nothing carried")
+mutant("prepare-immediate-carries-twice", "reload/mod.rs",
+       ("            self.carried = Some(carried);\n        }\n        Ok(())",
+        "            self.carried = Some(carried);\n            self.carried = Some(transfer(\n                &*old,\n                self.from_generation,\n                next.get_mut(),\n                &self.options.state,\n                &mut self.salvage,\n                &mut self.opened,\n            )?);\n        }\n        Ok(())"),
+       ["test:-p reload-core --test stateful"], "an immediate prepare runs the transfer twice")
+
 # --------------------------------------------------------- registry/call.rs
 mutant("call-holds-while-waiting", "registry/call.rs",
        ("            deps.clear();\n            drop(root);\n            match attempt {",
@@ -412,6 +432,38 @@ mutant("trailing-bytes-accepted", "envelope.rs",
 mutant("reserved-flags-ignored", "envelope.rs",
        ("        if header[5] != 0 {", "        if header[5] > 1 {"),
        ["test:-p reload-core --lib envelope"], "a reserved flag bit is accepted")
+
+# The checksum and header fields at their special values (#25).
+mutant("checksum-zero-skipped", "envelope.rs",
+       ("        if stored != computed {", "        if stored != 0 && stored != computed {"),
+       ["test:-p reload-core --lib envelope"], "an envelope whose checksum field is zero is not verified")
+mutant("checksum-ones-skipped", "envelope.rs",
+       ("        if stored != computed {", "        if stored != u32::MAX && stored != computed {"),
+       ["test:-p reload-core --lib envelope"], "an envelope whose checksum field is all ones is not verified")
+mutant("checksum-empty-payload-skipped", "envelope.rs",
+       ("        if stored != computed {", "        if !payload.is_empty() && stored != computed {"),
+       ["test:-p reload-core --lib envelope"], "an envelope with no payload is not verified (its header is)")
+mutant("zero-length-trailing-accepted", "envelope.rs",
+       ("        if found > needed {", "        if len != 0 && found > needed {"),
+       ["test:-p reload-core --lib envelope"], "a declared length of zero lets trailing bytes through to the checksum")
+mutant("format-zero-accepted", "envelope.rs",
+       ("        if header[4] != FORMAT {", "        if header[4] != FORMAT && header[4] != 0 {"),
+       ["test:-p reload-core --lib envelope"], "format byte zero is read as the current format")
+
+# --------------------------------------------------- wasm/ and manifest.rs
+# Bounded calls (#25): one budget per call, a deadline on the clock; and
+# the manifest's encoded size checked as it is built.
+mutant("wasm-fresh-rearms", "wasm/mod.rs",
+       ("        if guest.has(\"reload_init\") {\n            guest.invoke(\"reload_init\", Some(&self.config), budget)?;",
+        "        if guest.has(\"reload_init\") {\n            guest.arm(budget, \"init\")?;\n            guest.invoke(\"reload_init\", Some(&self.config), budget)?;"),
+       ["test:-p wasm-demo --test limits"], "a call that makes its instance starts a fresh budget for its init")
+mutant("wasm-epoch-ignores-clock", "wasm/guest.rs",
+       ("        Some(until) if Instant::now() >= until => Err(Trap::Interrupt.into()),",
+        "        Some(_) => Err(Trap::Interrupt.into()),"),
+       ["test:-p wasm-demo --test limits"], "the first look at a deadline interrupts, whatever the clock says")
+mutant("manifest-size-unchecked", "manifest.rs",
+       ("            Some(len) if len <= MAX_LEN => {", "            Some(len) => {"),
+       ["test:-p reload-core --test manifest_limits"], "a manifest is built past the size its decoder accepts")
 
 # ------------------------------------------------------------ lifecycle/
 mutant("illegal-edge-allowed", "lifecycle/src/lib.rs",

@@ -296,7 +296,11 @@ pub fn run(libs: &Libraries, config: &Config) -> Result<Report, String> {
             // Generous: a starved machine may be slow, and a wait that is
             // not needed costs nothing.
             let Some(outcome) = auto.next_outcome(Duration::from_secs(120)) else {
-                return Err(format!("deploy {n}: no reload outcome within 120 s"));
+                let why = auto.health().exit().map(|e| format!(": {e}"));
+                return Err(format!(
+                    "deploy {n}: no reload outcome within 120 s{}",
+                    why.unwrap_or_default()
+                ));
             };
             report.changes += 1;
             match outcome {

@@ -209,6 +209,98 @@ mod tests {
         }
     }
 
+    /// A corrupted envelope is refused whatever its checksum field holds:
+    /// the special values (zero, all ones, the checksum of the bytes as
+    /// they were) are not a way around the check, with a payload or
+    /// without one.
+    #[test]
+    fn a_checksum_field_of_any_special_value_is_verified() {
+        for payload in [b"state".to_vec(), Vec::new()] {
+            let good = SavedState::new(5, payload.clone()).encode();
+            let original = u32::from_le_bytes([good[18], good[19], good[20], good[21]]);
+            // Corrupt the schema (covered by the checksum), then write each
+            // special value into the checksum field.
+            let mut corrupt = good.clone();
+            corrupt[6] ^= 0x01;
+            for stored in [0, u32::MAX, original, original ^ 1] {
+                let mut bytes = corrupt.clone();
+                bytes[18..22].copy_from_slice(&stored.to_le_bytes());
+                assert!(
+                    matches!(
+                        SavedState::decode(&bytes),
+                        Err(EnvelopeError::Checksum { stored: s, .. }) if s == stored
+                    ),
+                    "payload {payload:?}, checksum field {stored:#x}"
+                );
+            }
+            // And an intact envelope with a zeroed or saturated field is
+            // refused too (its checksum is neither).
+            for stored in [0, u32::MAX] {
+                let mut bytes = good.clone();
+                bytes[18..22].copy_from_slice(&stored.to_le_bytes());
+                assert!(matches!(
+                    SavedState::decode(&bytes),
+                    Err(EnvelopeError::Checksum { .. })
+                ));
+            }
+        }
+    }
+
+    /// The other header fields at their special values: each is refused
+    /// with its own error, or (the schema, any value) carried exactly.
+    #[test]
+    fn header_fields_at_their_edges() {
+        for schema in [0, 1, u32::MAX] {
+            let state = SavedState::new(schema, vec![7; 3]);
+            assert_eq!(SavedState::decode(&state.encode()), Ok(state));
+        }
+        let good = SavedState::new(1, vec![9; 4]).encode();
+        let with = |at: usize, byte: u8| {
+            let mut b = good.clone();
+            b[at] = byte;
+            SavedState::decode(&b)
+        };
+        for format in [0, 2, u8::MAX] {
+            assert_eq!(
+                with(4, format),
+                Err(EnvelopeError::UnsupportedFormat { found: format })
+            );
+        }
+        for flags in [1, 0x80, u8::MAX] {
+            assert_eq!(
+                with(5, flags),
+                Err(EnvelopeError::ReservedFlags { found: flags })
+            );
+        }
+        // A declared length of zero with a payload present: trailing bytes,
+        // not a checksum question.
+        let mut zero_len = good.clone();
+        zero_len[10..18].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(
+            SavedState::decode(&zero_len),
+            Err(EnvelopeError::TrailingBytes { extra: 4 })
+        );
+        // One more than present, and the largest: truncated, no overflow.
+        for len in [5u64, u64::MAX - 21, u64::MAX] {
+            let mut bytes = good.clone();
+            bytes[10..18].copy_from_slice(&len.to_le_bytes());
+            assert!(
+                matches!(
+                    SavedState::decode(&bytes),
+                    Err(EnvelopeError::Truncated { found: 26, .. })
+                ),
+                "{len}"
+            );
+        }
+        // The magic off by one bit in each byte.
+        for (i, byte) in MAGIC.iter().enumerate() {
+            assert!(matches!(
+                with(i, byte ^ 1),
+                Err(EnvelopeError::BadMagic { .. })
+            ));
+        }
+    }
+
     #[test]
     fn each_defect_has_its_own_error() {
         let good = SavedState::new(1, vec![9; 4]).encode();

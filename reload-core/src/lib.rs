@@ -111,6 +111,8 @@
 // assert with `expect` instead, and doctests stay readable.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+#[cfg(any(feature = "dylib", feature = "wasm"))]
+mod background;
 pub mod docs;
 mod drain;
 mod draining;
@@ -149,6 +151,8 @@ mod waiters;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 
+#[cfg(any(feature = "dylib", feature = "wasm"))]
+pub use background::{ThreadExit, ThreadHealth};
 pub use draining::{Drain, UntilDrained};
 pub use envelope::{EnvelopeError, SavedState};
 pub use error::{CallError, ReloadFault, SlotClosed, SnapshotError, TryEnterError};

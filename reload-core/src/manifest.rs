@@ -19,14 +19,33 @@
 //! - `export` names one entry point; `requires` names a plugin, the range
 //!   of its versions this one accepts (a semver requirement, written
 //!   without spaces), and optionally the exports it uses.
-//! - Names are 1 to 64 characters of `a-z`, `0-9`, `_`, `-` and `.`.
 //! - Blank lines and lines starting with `#` are ignored; fields are
 //!   separated by single spaces; `\r` is refused.
+//!
+//! # Limits
+//!
+//! One set, the same whether a manifest is built ([`Manifest::new`],
+//! [`Manifest::export`], [`Manifest::requires`]) or decoded, so that every
+//! manifest that can be built encodes to bytes that decode to it again:
+//!
+//! | what | limit |
+//! |---|---|
+//! | a name (plugin, export, required plugin, used export) | 1 to [`MAX_NAME`] (64) characters of `a-z`, `0-9`, `_`, `-` and `.` |
+//! | the version | at most [`MAX_VERSION`] (128) bytes of semver |
+//! | a requirement's range | at most [`MAX_RANGE`] (128) bytes, in its canonical form |
+//! | exports; requirements; exports one requirement uses | at most [`MAX_ENTRIES`] (256) each |
+//! | the canonical encoding ([`Manifest::encode`]) | at most [`MAX_LEN`] (64 KiB) |
+//!
+//! The last is checked on every addition: a manifest within every other
+//! limit can still be too large (256 requirements each using 256 exports
+//! of 64 characters would be 4 MiB), and an addition that would make it so
+//! is refused with [`ManifestError::TooLarge`].
 //!
 //! [`Manifest::decode`] never panics and returns a typed [`ManifestError`]
 //! with the line it stopped at; [`Manifest::encode`] writes the canonical
 //! form (exports and requirements sorted), which decodes to an equal
-//! manifest. Both are exercised by the `manifest` fuzz target.
+//! manifest. Both are exercised by the `manifest` fuzz target, and the
+//! round trip by a property test over the limits.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,14 +55,25 @@ pub use semver::{Version, VersionReq};
 /// The header's format number this crate reads and writes.
 pub const FORMAT: u32 = 1;
 
-/// Longest manifest accepted, in bytes.
+/// Longest manifest accepted, in bytes: of the bytes decoded, and of the
+/// canonical encoding of one built.
 pub const MAX_LEN: usize = 64 * 1024;
 
-/// Most exports, and most requirements, a manifest may list.
+/// Most exports, most requirements, and most exports one requirement
+/// uses, a manifest may list.
 pub const MAX_ENTRIES: usize = 256;
 
+/// Longest name (of the plugin, an export, a required plugin), in
+/// characters.
+pub const MAX_NAME: usize = 64;
+
+/// Longest version, in bytes of its semver text.
+pub const MAX_VERSION: usize = 128;
+
+/// Longest version range of a requirement, in bytes of its canonical text.
+pub const MAX_RANGE: usize = 128;
+
 const HEADER: &str = "reload-manifest";
-const MAX_NAME: usize = 64;
 
 /// A plugin version's description: checked at registration and on every
 /// reload (see [`Registry`](crate::registry::Registry)).
@@ -55,6 +85,9 @@ pub struct Manifest {
     exports: Vec<String>,
     /// By plugin name: sorted, unique.
     requires: BTreeMap<String, Requirement>,
+    /// The length of [`Manifest::encode`], kept as lines are added so the
+    /// [`MAX_LEN`] check costs nothing per addition.
+    len: usize,
 }
 
 /// One plugin this version needs: which versions of it, and which of its
@@ -71,7 +104,8 @@ pub struct Requirement {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManifestError {
-    /// More than [`MAX_LEN`] bytes.
+    /// More than [`MAX_LEN`] bytes: decoded, or as [`Manifest::encode`]
+    /// would write it after the addition that was refused.
     #[error("manifest is {len} bytes; at most {max} are accepted")]
     TooLarge {
         /// Its length.
@@ -103,7 +137,7 @@ pub enum ManifestError {
         reason: String,
     },
     /// A name (of the plugin, an export or a requirement) outside the
-    /// allowed characters or length.
+    /// allowed characters or length ([`MAX_NAME`]).
     #[error("line {line}: `{name}` is not a valid name (1-64 of a-z 0-9 _ - .)")]
     BadName {
         /// 1-based line number (0: built, not decoded).
@@ -111,7 +145,7 @@ pub enum ManifestError {
         /// The name (cut to 80 characters).
         name: String,
     },
-    /// Not a semver version.
+    /// Not a semver version, or longer than [`MAX_VERSION`].
     #[error("line {line}: bad version `{text}`: {reason}")]
     BadVersion {
         /// 1-based line number (0: built, not decoded).
@@ -121,7 +155,7 @@ pub enum ManifestError {
         /// The parser's message.
         reason: String,
     },
-    /// Not a semver requirement.
+    /// Not a semver requirement, or longer than [`MAX_RANGE`].
     #[error("line {line}: bad version requirement `{text}`: {reason}")]
     BadRequirement {
         /// 1-based line number (0: built, not decoded).
@@ -172,12 +206,40 @@ impl Manifest {
     ///
     /// [`ManifestError::BadName`] or [`ManifestError::BadVersion`].
     pub fn new(name: &str, version: &str) -> Result<Self, ManifestError> {
-        Ok(Manifest {
-            name: checked_name(0, name)?.to_owned(),
-            version: parse_version(0, version)?,
+        Ok(Manifest::start(
+            checked_name(0, name)?.to_owned(),
+            parse_version(0, version)?,
+        ))
+    }
+
+    /// The header, name and version lines; both are within their limits,
+    /// so these lines are far below [`MAX_LEN`].
+    fn start(name: String, version: Version) -> Self {
+        let len = HEADER.len() + 3 // "reload-manifest 1\n"
+            + "name \n".len() + name.len()
+            + "version \n".len() + version.to_string().len();
+        Manifest {
+            name,
+            version,
             exports: Vec::new(),
             requires: BTreeMap::new(),
-        })
+            len,
+        }
+    }
+
+    /// Grows the encoded length by `line` bytes, or refuses if that would
+    /// pass [`MAX_LEN`] (leaving the manifest as it was).
+    fn grow(&mut self, line: usize) -> Result<(), ManifestError> {
+        match self.len.checked_add(line) {
+            Some(len) if len <= MAX_LEN => {
+                self.len = len;
+                Ok(())
+            }
+            _ => Err(ManifestError::TooLarge {
+                len: self.len.saturating_add(line),
+                max: MAX_LEN,
+            }),
+        }
     }
 
     /// Adds an export.
@@ -308,12 +370,7 @@ impl Manifest {
         }
         let name = name.ok_or(ManifestError::Missing { field: "name" })?;
         let version = version.ok_or(ManifestError::Missing { field: "version" })?;
-        let mut manifest = Manifest {
-            name,
-            version,
-            exports: Vec::new(),
-            requires: BTreeMap::new(),
-        };
+        let mut manifest = Manifest::start(name, version);
         for (line, export) in exports {
             manifest.add_export(line, export)?;
         }
@@ -339,6 +396,7 @@ impl Manifest {
                 max: MAX_ENTRIES,
             }),
             Err(at) => {
+                self.grow("export \n".len() + name.len())?;
                 self.exports.insert(at, name.to_owned());
                 Ok(())
             }
@@ -381,6 +439,12 @@ impl Manifest {
                 Err(at) => used.insert(at, export.to_owned()),
             }
         }
+        let uses_len = if used.is_empty() {
+            0
+        } else {
+            " uses ".len() + used.iter().map(|u| u.len() + 1).sum::<usize>() - 1
+        };
+        self.grow("requires  \n".len() + name.len() + canonical_range(&versions).len() + uses_len)?;
         self.requires.insert(
             name.to_owned(),
             Requirement {
@@ -446,8 +510,7 @@ impl fmt::Display for Manifest {
             writeln!(f, "export {export}")?;
         }
         for r in self.requires.values() {
-            // The format splits on spaces; semver writes `>=1, <2`.
-            let range = r.versions.to_string().replace(' ', "");
+            let range = canonical_range(&r.versions);
             write!(f, "requires {} {range}", r.name)?;
             if !r.uses.is_empty() {
                 write!(f, " uses {}", r.uses.join(","))?;
@@ -483,11 +546,26 @@ fn checked_name(line: usize, name: &str) -> Result<&str, ManifestError> {
 }
 
 fn parse_version(line: usize, text: &str) -> Result<Version, ManifestError> {
-    Version::parse(text).map_err(|e| ManifestError::BadVersion {
+    let bad = |reason: String| ManifestError::BadVersion {
         line,
         text: cut(text),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    if text.len() > MAX_VERSION {
+        return Err(bad(format!("longer than {MAX_VERSION} bytes")));
+    }
+    let version = Version::parse(text).map_err(|e| bad(e.to_string()))?;
+    // What `encode` writes is semver's own text: held to the limit too.
+    if version.to_string().len() > MAX_VERSION {
+        return Err(bad(format!("longer than {MAX_VERSION} bytes as written")));
+    }
+    Ok(version)
+}
+
+/// A range as `encode` writes it: semver's text without its spaces (the
+/// format splits fields on spaces; semver writes `>=1, <2`).
+fn canonical_range(range: &VersionReq) -> String {
+    range.to_string().replace(' ', "")
 }
 
 fn parse_requirement(line: usize, text: &str) -> Result<VersionReq, ManifestError> {
@@ -496,9 +574,20 @@ fn parse_requirement(line: usize, text: &str) -> Result<VersionReq, ManifestErro
         text: cut(text),
         reason,
     };
+    // Checked before parsing, so a huge text costs nothing; and on the
+    // canonical form after (`1.0` is written `^1.0`).
+    if text.len() > MAX_RANGE {
+        return Err(bad(format!("longer than {MAX_RANGE} bytes")));
+    }
     let req = VersionReq::parse(text).map_err(|e| bad(e.to_string()))?;
     // Canonical form must survive the trip through `encode`.
-    let canonical = req.to_string().replace(' ', "");
+    let canonical = canonical_range(&req);
+    if canonical.len() > MAX_RANGE {
+        return Err(bad(format!(
+            "longer than {MAX_RANGE} bytes as written (`{}`)",
+            cut(&canonical)
+        )));
+    }
     match VersionReq::parse(&canonical) {
         Ok(again) if again == req => Ok(req),
         _ => Err(bad("it does not survive re-encoding".to_owned())),

@@ -930,3 +930,86 @@ fn a_failed_group_commit_stops_at_the_failure_and_closes_before_reopening() {
         assert_eq!(slot.enter().expect("serving").count(), 2);
     }
 }
+
+/// The hooks one transfer of a counter calls, each exactly once: the old
+/// version saves, persists its index and checkpoints its stream; the new
+/// one restores, checks the persisted index, opens it and resumes.
+fn one_transfer() -> std::collections::BTreeMap<&'static str, u64> {
+    [
+        ("check_compat", 1),
+        ("checkpoint", 1),
+        ("open", 1),
+        ("persist", 1),
+        ("restore", 1),
+        ("resume", 1),
+        ("save", 1),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// Group commits, in both modes and a single immediate commit: each
+/// member's state transfer and resource handoff run exactly once per
+/// reload (a commit that carried an immediate member again, or dropped
+/// what it carried, would be seen here), and every member's count and
+/// index arrive.
+#[test]
+fn every_commit_carries_each_member_exactly_once() {
+    for mode in ["group-immediate", "group-quiesced", "single-immediate"] {
+        let size = if mode.starts_with("group") { 3 } else { 1 };
+        let books: Vec<Arc<Book>> = (0..size).map(|_| Book::new()).collect();
+        let slots: Vec<Slot<Counter>> = books.iter().map(|b| slot_with(b, 1)).collect();
+        let counts: Vec<u64> = slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| load_up(slot, 3 + i as u64))
+            .collect();
+        for book in &books {
+            assert!(book.hook_calls().is_empty(), "{mode}: nothing carried yet");
+        }
+        let options = if mode == "group-quiesced" {
+            ReloadOptions::quiesced(LONG)
+        } else {
+            ReloadOptions::immediate()
+        };
+        let prepared: Vec<_> = slots
+            .iter()
+            .zip(&books)
+            .map(|(slot, book)| {
+                slot.prepare(next("v2", 1, book), &(), options.clone())
+                    .expect("prepares")
+            })
+            .collect();
+        let committed = if mode == "single-immediate" {
+            prepared
+                .into_iter()
+                .map(|p| p.commit().expect("commits"))
+                .collect::<Vec<_>>()
+        } else {
+            reload_core::Prepared::commit_together(prepared).expect("commits together")
+        };
+        for (i, c) in committed.into_iter().enumerate() {
+            assert_eq!(c.generation, 2, "{mode}");
+            assert_eq!(
+                c.transfer.state,
+                Some((1, 1)),
+                "{mode}: the state's schemas"
+            );
+            assert_eq!(
+                c.transfer.resources.len(),
+                2,
+                "{mode}: idx and cdc handed over"
+            );
+            c.old.wait().expect("finalizes");
+            assert_eq!(books[i].hook_calls(), one_transfer(), "{mode}: member {i}");
+            assert_eq!((books[i].saves(), books[i].restores()), (1, 1));
+            let lease = slots[i].enter().expect("serving");
+            assert_eq!(lease.label(), "v2");
+            assert_eq!(lease.count(), counts[i], "{mode}: member {i}'s count");
+            assert_eq!(lease.position(), counts[i], "{mode}: member {i}'s stream");
+            assert_eq!(lease.records().len(), 2, "{mode}: member {i}'s index");
+            assert_eq!(books[i].resource("v2", "idx"), Some(ResourceState::Open));
+            assert_eq!(books[i].resource("v1", "idx"), Some(ResourceState::Closed));
+        }
+    }
+}

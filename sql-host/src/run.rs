@@ -641,9 +641,14 @@ fn deploy_one(
 ) -> Result<(), String> {
     let from: PathBuf = builds.path(kind, version);
     deploy(&from, live).map_err(|e| e.to_string())?;
-    let outcome = watchers[kind]
-        .next_outcome(OUTCOME_WAIT)
-        .ok_or("no outcome from the watcher")?;
+    let watcher = &watchers[kind];
+    let outcome =
+        watcher
+            .next_outcome(OUTCOME_WAIT)
+            .ok_or_else(|| match watcher.health().exit() {
+                Some(exit) => format!("no outcome from the watcher: {exit}"),
+                None => "no outcome from the watcher".to_owned(),
+            })?;
     match (outcome, expect) {
         (Outcome::Reloaded { to, drained_in, .. }, Expect::Reload) => {
             if to.to_string() != version {

@@ -11,11 +11,26 @@
 //! ([`Loader::package`](super::Loader::package) refuses a file that is not
 //! a whole ELF library), so a change reported too early fails typed, never
 //! loads half a file.
+//!
+//! Both threads here (the watch's settler and the auto-reloader) are
+//! supervised ([`ThreadHealth`]): neither ends without its owner asking,
+//! except when what it depends on went away, and then its health says
+//! why. Every duration is taken as it is: a zero debounce reports as soon
+//! as two looks at the file agree, `Duration::MAX` never reports; a zero
+//! drain wait reports at once, `Duration::MAX` waits for the drain as long
+//! as it takes (or until the [`AutoReload`] is dropped).
 
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::background::{self, BodyEnd, ThreadHealth};
+use crate::state::Draining;
+use crate::{Hooks, Plugin};
 
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecursiveMode, Watcher as _};
@@ -36,8 +51,18 @@ pub struct Change {
 #[derive(Debug)]
 pub struct Watcher {
     changes: Receiver<Change>,
-    // Dropped first: closes the event channel, which ends the thread.
+    /// Set before the watch is dropped: the settler's end was asked for.
+    stopping: Arc<AtomicBool>,
+    health: ThreadHealth,
+    // Dropped after `drop` sets `stopping`: closes the event channel,
+    // which ends the thread.
     _watch: notify::RecommendedWatcher,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Watcher {
@@ -58,31 +83,56 @@ impl Watcher {
         let (raw_tx, raw_rx) = mpsc::channel::<()>();
         let mut watch =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let Ok(event) = event else { return };
-                let relevant = match event.kind {
-                    // Our own reads (the loader's) open and close the file.
-                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-                    EventKind::Access(_) => false,
-                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any => true,
-                    EventKind::Remove(_) | EventKind::Other => false,
+                let relevant = match event {
+                    Ok(event) => {
+                        let kind = match event.kind {
+                            // Our own reads (the loader's) open and close
+                            // the file.
+                            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                            EventKind::Access(_) => false,
+                            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any => true,
+                            EventKind::Remove(_) | EventKind::Other => false,
+                        };
+                        kind && event.paths.iter().any(|p| p.file_name() == name.as_deref())
+                    }
+                    // The platform lost events (a queue overflow): any of
+                    // them may have been ours, so look at the file.
+                    Err(_) => true,
                 };
-                if relevant && event.paths.iter().any(|p| p.file_name() == name.as_deref()) {
+                if relevant {
                     let _ = raw_tx.send(());
                 }
             })?;
         watch.watch(&dir, RecursiveMode::NonRecursive)?;
         let (tx, changes) = mpsc::channel();
-        thread::Builder::new()
-            .name("reload-core-watch".to_owned())
-            .spawn(move || settle(&path, debounce, &raw_rx, &tx))
-            .map_err(notify::Error::io)?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let asked = Arc::clone(&stopping);
+        let (_detached, health) = background::spawn("reload-core-watch", move || {
+            settle(&path, debounce, &raw_rx, &tx);
+            if asked.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("the platform's file watch closed its events".to_owned())
+            }
+        })
+        .map_err(notify::Error::io)?;
         Ok(Watcher {
             changes,
+            stopping,
+            health,
             _watch: watch,
         })
     }
 
-    /// The next settled change, waiting up to `timeout`.
+    /// The settler thread's health: a watch that stopped reporting on its
+    /// own says why here.
+    pub fn health(&self) -> &ThreadHealth {
+        &self.health
+    }
+
+    /// The next settled change, waiting up to `timeout` (`None` at the
+    /// timeout, or at once if the settler has ended: see
+    /// [`health`](Self::health)).
     pub fn next_change(&self, timeout: Duration) -> Option<Change> {
         self.changes.recv_timeout(timeout).ok()
     }
@@ -98,7 +148,10 @@ fn stamp(path: &Path) -> Option<(u64, SystemTime)> {
     Some((m.len(), m.modified().ok()?))
 }
 
-/// Coalesces raw events into settled changes until the watch is dropped.
+/// Coalesces raw events into settled changes until the watch is dropped
+/// (or the changes are no longer read). The second look at the file waits
+/// on the events too, so a dropped watch ends it at once, whatever the
+/// debounce.
 fn settle(path: &Path, debounce: Duration, raw: &Receiver<()>, out: &mpsc::Sender<Change>) {
     while raw.recv().is_ok() {
         let mut events = 1;
@@ -108,9 +161,14 @@ fn settle(path: &Path, debounce: Duration, raw: &Receiver<()>, out: &mpsc::Sende
                 Err(RecvTimeoutError::Timeout) => {
                     // Quiet: is the file there, and not changing?
                     let before = stamp(path);
-                    thread::sleep(debounce / 2);
-                    if before.is_some() && before == stamp(path) && raw.try_recv().is_err() {
-                        break;
+                    match raw.recv_timeout(debounce / 2) {
+                        Ok(()) => events += 1,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if before.is_some() && before == stamp(path) {
+                                break;
+                            }
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return,
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -142,9 +200,19 @@ pub enum Outcome {
         /// registry's source).
         followed: Vec<String>,
         /// How long the old versions took to drain and shut down after the
-        /// cut-over (`None`: not within the drain timeout; the slot
-        /// finalizes it when it drains).
+        /// cut-over (`None`: not within the drain timeout, or the
+        /// [`AutoReload`] was dropped first; the slot finalizes it when it
+        /// drains).
         drained_in: Option<Duration>,
+    },
+    /// Handling the change panicked (a bug: the loader and the registry
+    /// contain what plugins do). The reloader goes on with the next
+    /// change; what the registry serves is whatever it left.
+    Panicked {
+        /// The file.
+        path: PathBuf,
+        /// The panic's message.
+        message: String,
     },
     /// The file was refused; the old version serves on.
     Refused {
@@ -171,13 +239,23 @@ pub enum Refusal {
 /// A [`Watcher`] that reloads: each settled change of the file is packaged
 /// by a [`Loader`](super::Loader) and reloaded into a
 /// [`Registry`](crate::registry::Registry), and the [`Outcome`] reported.
-/// Dropping it stops the watch.
+/// Dropping it stops the watch (a drain wait in progress is given up: the
+/// slot finalizes that version when it drains).
+///
+/// Its thread survives whatever one change does (a panic handling it is
+/// [`Outcome::Panicked`], and the next change is handled); it ends on its
+/// own only if its watch does, and then [`health`](Self::health) says why.
 #[derive(Debug)]
 pub struct AutoReload {
     outcomes: Receiver<Outcome>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
+    health: ThreadHealth,
     thread: Option<thread::JoinHandle<()>>,
 }
+
+/// How often a wait of the reloader's thread looks whether it was asked to
+/// stop: a bound on how long dropping an [`AutoReload`] can take.
+const STOP_CHECK: Duration = Duration::from_millis(50);
 
 impl AutoReload {
     /// Starts watching `path` (see [`Watcher::new`]) and reloading from it
@@ -189,8 +267,8 @@ impl AutoReload {
     ///
     /// The watch could not start.
     pub fn spawn(
-        registry: std::sync::Arc<crate::registry::Registry<super::DylibPlugin>>,
-        loader: std::sync::Arc<super::Loader>,
+        registry: Arc<crate::registry::Registry<super::DylibPlugin>>,
+        loader: Arc<super::Loader>,
         path: &Path,
         debounce: Duration,
         options: crate::ReloadOptions,
@@ -206,99 +284,158 @@ impl AutoReload {
     ///
     /// The watch could not start.
     pub fn spawn_with_config(
-        registry: std::sync::Arc<crate::registry::Registry<super::DylibPlugin>>,
-        loader: std::sync::Arc<super::Loader>,
+        registry: Arc<crate::registry::Registry<super::DylibPlugin>>,
+        loader: Arc<super::Loader>,
         path: &Path,
         debounce: Duration,
         options: crate::ReloadOptions,
         drain: Duration,
         config: Vec<u8>,
     ) -> notify::Result<Self> {
-        use std::sync::atomic::{AtomicBool, Ordering};
         let watcher = Watcher::new(path, debounce)?;
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let (tx, outcomes) = mpsc::channel();
-        let stopping = std::sync::Arc::clone(&stop);
-        let thread = thread::Builder::new()
-            .name("reload-core-autoreload".to_owned())
-            .spawn(move || {
-                while !stopping.load(Ordering::Relaxed) {
-                    let Some(change) = watcher.next_change(Duration::from_millis(50)) else {
-                        continue;
-                    };
-                    let outcome =
-                        reload_from(&registry, &loader, &change.path, &config, &options, drain);
-                    if tx.send(outcome).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map_err(notify::Error::io)?;
+        let stopping = Arc::clone(&stop);
+        let (thread, health) = background::spawn("reload-core-autoreload", move || {
+            let reloader = Reloader {
+                registry: &registry,
+                loader: &loader,
+                config: &config,
+                options: &options,
+                drain,
+                stop: &stopping,
+            };
+            reloader.run(&watcher, &tx)
+        })
+        .map_err(notify::Error::io)?;
         Ok(AutoReload {
             outcomes,
             stop,
+            health,
             thread: Some(thread),
         })
     }
 
-    /// The next outcome, waiting up to `timeout`.
+    /// The next outcome, waiting up to `timeout` (`None` at the timeout,
+    /// or once the thread has ended and every outcome was read: see
+    /// [`health`](Self::health)).
     pub fn next_outcome(&self, timeout: Duration) -> Option<Outcome> {
         self.outcomes.recv_timeout(timeout).ok()
+    }
+
+    /// The reloader thread's health: if it stopped reloading on its own
+    /// (its watch ended), this says why.
+    pub fn health(&self) -> &ThreadHealth {
+        &self.health
     }
 }
 
 impl Drop for AutoReload {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            // The body's panics are caught inside the thread; a join error
+            // is impossible, and there is nothing to do with one.
             let _ = thread.join();
         }
     }
 }
 
-fn reload_from(
-    registry: &crate::registry::Registry<super::DylibPlugin>,
-    loader: &super::Loader,
-    path: &Path,
-    config: &[u8],
-    options: &crate::ReloadOptions,
+/// What the reloader thread holds.
+struct Reloader<'a> {
+    registry: &'a crate::registry::Registry<super::DylibPlugin>,
+    loader: &'a super::Loader,
+    config: &'a [u8],
+    options: &'a crate::ReloadOptions,
     drain: Duration,
-) -> Outcome {
-    let refused = |why: Refusal| Outcome::Refused {
-        path: path.to_owned(),
-        why,
-    };
-    let package = match loader.package(path) {
-        Ok(p) => p,
-        Err(e) => return refused(e.into()),
-    };
-    let plugin = package.manifest().name().to_owned();
-    let to = package.manifest().version().clone();
-    let report = match registry.reload(vec![package], config, options.clone()) {
-        Ok(report) => report,
-        // The refused version (and its private copy) is dropped here.
-        Err(rejected) => return refused(rejected.error.into()),
-    };
-    let cut = std::time::Instant::now();
-    let deadline = cut + drain;
-    let mut from = to.clone();
-    let mut followed = Vec::new();
-    let mut all_drained = true;
-    for change in report.changes {
-        if change.plugin == plugin {
-            from = change.from.clone();
-        } else {
-            followed.push(change.plugin.clone());
+    stop: &'a AtomicBool,
+}
+
+impl Reloader<'_> {
+    fn run(&self, watcher: &Watcher, tx: &mpsc::Sender<Outcome>) -> BodyEnd {
+        while !self.stop.load(Ordering::Relaxed) {
+            let change = match watcher.changes().recv_timeout(STOP_CHECK) {
+                Ok(change) => change,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    let why = watcher.health().exit().map_or_else(
+                        || "its watch ended".to_owned(),
+                        |exit| format!("its watch ended: {exit}"),
+                    );
+                    return Err(why);
+                }
+            };
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.reload_from(&change.path)))
+                .unwrap_or_else(|payload| Outcome::Panicked {
+                    path: change.path.clone(),
+                    message: crate::hooks::panic_message(payload.as_ref()),
+                });
+            if tx.send(outcome).is_err() {
+                return Ok(());
+            }
         }
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        all_drained &= change.committed.old.wait_timeout(left).is_ok();
+        Ok(())
     }
-    Outcome::Reloaded {
-        plugin,
-        from,
-        to,
-        followed,
-        drained_in: all_drained.then(|| cut.elapsed()),
+
+    fn reload_from(&self, path: &Path) -> Outcome {
+        let refused = |why: Refusal| Outcome::Refused {
+            path: path.to_owned(),
+            why,
+        };
+        let package = match self.loader.package(path) {
+            Ok(p) => p,
+            Err(e) => return refused(e.into()),
+        };
+        let plugin = package.manifest().name().to_owned();
+        let to = package.manifest().version().clone();
+        let report = match self
+            .registry
+            .reload(vec![package], self.config, self.options.clone())
+        {
+            Ok(report) => report,
+            // The refused version (and its private copy) is dropped here.
+            Err(rejected) => return refused(rejected.error.into()),
+        };
+        let cut = Instant::now();
+        // A drain wait the clock cannot represent is no deadline.
+        let deadline = cut.checked_add(self.drain);
+        let mut from = to.clone();
+        let mut followed = Vec::new();
+        let mut all_drained = true;
+        for change in report.changes {
+            if change.plugin == plugin {
+                from = change.from.clone();
+            } else {
+                followed.push(change.plugin.clone());
+            }
+            let drained = self.drain_until(change.committed.old, deadline);
+            all_drained &= drained;
+        }
+        Outcome::Reloaded {
+            plugin,
+            from,
+            to,
+            followed,
+            drained_in: all_drained.then(|| cut.elapsed()),
+        }
+    }
+
+    /// Waits for `old` to drain until `deadline` (`None`: however long it
+    /// takes) or until the owner stops the thread, looking at the stop
+    /// flag every [`STOP_CHECK`]; finalizes it if it drained. Whether it
+    /// drained and shut down cleanly.
+    fn drain_until<P: Hooks>(&self, old: Plugin<P, Draining>, deadline: Option<Instant>) -> bool {
+        loop {
+            let slice = Instant::now() + STOP_CHECK;
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            if old.wait_drained(Some(until)) {
+                return old.wait().is_ok();
+            }
+            let late = deadline.is_some_and(|d| Instant::now() >= d);
+            if late || self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+        }
     }
 }
 

@@ -37,12 +37,14 @@ pub enum ResourceState {
 }
 
 /// Shared by every version of a test's counters: which version's resources
-/// are open, and how often state was saved and restored.
+/// are open, how often state was saved and restored, and how often each
+/// [`Stateful`] hook was called at all.
 #[derive(Debug, Default)]
 pub struct Book {
     resources: Mutex<BTreeMap<(String, String), ResourceState>>,
     saves: AtomicU64,
     restores: AtomicU64,
+    hooks: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Book {
@@ -67,6 +69,18 @@ impl Book {
     /// `restore` calls that succeeded, over all versions.
     pub fn restores(&self) -> u64 {
         self.restores.load(Ordering::SeqCst)
+    }
+
+    /// How often each `Stateful` hook was called, over all versions,
+    /// whatever it returned: `save`, `migrate`, `restore`, `persist`,
+    /// `checkpoint`, `check_compat`, `open`, `resume`, `close` (a hook
+    /// never called is absent).
+    pub fn hook_calls(&self) -> BTreeMap<&'static str, u64> {
+        self.hooks.lock().clone()
+    }
+
+    fn called(&self, hook: &'static str) {
+        *self.hooks.lock().entry(hook).or_default() += 1;
     }
 
     fn set(&self, version: &str, resource: &str, state: ResourceState) {
@@ -224,6 +238,7 @@ impl Stateful for Counter {
     }
 
     fn save(&self) -> Result<Option<Vec<u8>>, BoxError> {
+        self.book.called("save");
         if self.faults.fail_save {
             return Err("save failed (injected)".into());
         }
@@ -241,6 +256,7 @@ impl Stateful for Counter {
     }
 
     fn migrate(&self, from: u32, state: Vec<u8>) -> Result<(u32, Vec<u8>), BoxError> {
+        self.book.called("migrate");
         let (to, out) = match from {
             1 => {
                 let count: u64 = std::str::from_utf8(&state)?.parse()?;
@@ -261,6 +277,7 @@ impl Stateful for Counter {
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), BoxError> {
+        self.book.called("restore");
         if self.faults.panic_restore {
             panic!("restore panicked (injected)");
         }
@@ -290,6 +307,7 @@ impl Stateful for Counter {
     }
 
     fn persist(&self, resource: &str) -> Result<Vec<u8>, BoxError> {
+        self.book.called("persist");
         if self.faults.fail_persist {
             return Err("persist failed (injected)".into());
         }
@@ -300,6 +318,7 @@ impl Stateful for Counter {
     }
 
     fn checkpoint(&self, resource: &str) -> Result<u64, BoxError> {
+        self.book.called("checkpoint");
         match resource {
             "cdc" => Ok(self.position()),
             other => Err(format!("no stream `{other}`").into()),
@@ -307,6 +326,7 @@ impl Stateful for Counter {
     }
 
     fn check_compat(&self, old: &Resource, persisted: &[u8]) -> Result<(), BoxError> {
+        self.book.called("check_compat");
         // A real round trip: decode every persisted record as this
         // version's schema would read it, re-encode, compare.
         let records = Counter::decode_index(persisted, self.index_schema)?;
@@ -317,6 +337,7 @@ impl Stateful for Counter {
     }
 
     fn open(&mut self, resource: &str, persisted: &[u8]) -> Result<(), BoxError> {
+        self.book.called("open");
         if self.faults.fail_open {
             return Err("open failed (injected)".into());
         }
@@ -326,6 +347,7 @@ impl Stateful for Counter {
     }
 
     fn resume(&mut self, resource: &str, position: u64) -> Result<(), BoxError> {
+        self.book.called("resume");
         if self.faults.fail_resume {
             return Err("resume failed (injected)".into());
         }
@@ -335,6 +357,7 @@ impl Stateful for Counter {
     }
 
     fn close(&mut self, resource: &str) {
+        self.book.called("close");
         self.book.set(&self.label, resource, ResourceState::Closed);
     }
 }

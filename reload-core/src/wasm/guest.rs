@@ -2,18 +2,81 @@
 //! the guest hands back is checked against its memory before a byte is
 //! read, and every trap, interrupt or exhausted fuel is a typed error of
 //! that call.
+//!
+//! # Deadlines on the clock
+//!
+//! The engine's epoch counts the ticker's ticks; an epoch count alone
+//! would make a deadline late by every tick the ticker overslept. So a
+//! call's [`Budget`] holds the instant it must end by, the store's epoch
+//! deadline only says when to look at the clock next (the ticks the budget
+//! has left, at least one), and the look decides: past the instant, the
+//! guest traps with `Trap::Interrupt`; before it, it runs on to the next
+//! look. A call is never interrupted before its deadline, and at most one
+//! tick (plus the ticker's own scheduling) after it, however long the
+//! deadline.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{
-    Engine, Instance, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc,
+    Engine, Instance, Memory, Module, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder,
+    Trap, TypedFunc, UpdateDeadline,
 };
 
 use super::{Limits, WasmError, TICK};
 
-/// What a store carries: its resource limits.
+/// What a store carries: its resource limits and its current call's
+/// deadline.
 pub(super) struct State {
     limits: StoreLimits,
+    /// `None`: no deadline (see [`Budget::start`]).
+    until: Option<Instant>,
+}
+
+/// What one call may spend, start to end, whatever it runs on the way
+/// (making an instance, its `reload_init`, the call itself): the instant it
+/// must end by, and its fuel.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Budget {
+    until: Option<Instant>,
+    fuel: Option<u64>,
+    /// The limit it was made from, for the error.
+    deadline: Duration,
+}
+
+impl Budget {
+    /// A budget that starts now. A deadline past what the clock can
+    /// represent from now (`Duration::MAX`, say) is no deadline.
+    pub(super) fn start(limits: &Limits) -> Self {
+        Budget {
+            until: Instant::now().checked_add(limits.deadline),
+            fuel: limits.fuel,
+            deadline: limits.deadline,
+        }
+    }
+}
+
+/// Epoch ticks standing for "never": 2^40 ticks of 2 ms is 70 years, and
+/// no epoch count comes near overflowing when this is added to it.
+const NEVER: u64 = 1 << 40;
+
+/// Ticks until the clock is next worth reading: the whole ticks left
+/// before `until`, at least one. The ticker keeps the epoch on the clock
+/// (it catches up after oversleeping), so this many ticks never end
+/// after `until` by more than the ticker's lateness.
+fn ticks_left(until: Option<Instant>) -> u64 {
+    let Some(until) = until else { return NEVER };
+    let left = until.saturating_duration_since(Instant::now());
+    u64::try_from(left.as_nanos() / TICK.as_nanos())
+        .unwrap_or(NEVER)
+        .clamp(1, NEVER)
+}
+
+/// The store's epoch callback: the look at the clock.
+fn on_epoch(store: StoreContextMut<'_, State>) -> wasmtime::Result<UpdateDeadline> {
+    match store.data().until {
+        Some(until) if Instant::now() >= until => Err(Trap::Interrupt.into()),
+        until => Ok(UpdateDeadline::Continue(ticks_left(until))),
+    }
 }
 
 /// An instantiated module with its memory and the two entry points every
@@ -42,23 +105,28 @@ fn classify(entry: &'static str, deadline: Duration, e: &wasmtime::Error) -> Was
 }
 
 impl Guest {
-    /// Instantiates `module` with `limits` (memory, instances).
+    /// Instantiates `module` with `limits` (memory, instances), its start
+    /// function (if any) spending from `budget`, which stays armed for
+    /// what the caller runs next.
     pub(super) fn new(
         engine: &Engine,
         module: &Module,
         limits: &Limits,
+        budget: &Budget,
     ) -> Result<Self, WasmError> {
         let state = State {
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory)
                 .instances(1)
                 .build(),
+            until: None,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
-        arm(&mut store, limits, "start")?;
+        store.epoch_deadline_callback(on_epoch);
+        arm(&mut store, budget, "instantiate")?;
         let instance = Instance::new(&mut store, module, &[])
-            .map_err(|e| classify("instantiate", limits.deadline, &e))?;
+            .map_err(|e| classify("instantiate", budget.deadline, &e))?;
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or(WasmError::MissingExport {
@@ -91,12 +159,18 @@ impl Guest {
         self.instance.get_func(&mut self.store, name).is_some()
     }
 
+    /// Arms `budget` for what runs next on this instance (a fresh budget
+    /// per call; an instance just made is armed already).
+    pub(super) fn arm(&mut self, budget: &Budget, entry: &'static str) -> Result<(), WasmError> {
+        arm(&mut self.store, budget, entry)
+    }
+
     /// Copies `input` into guest memory (through its `reload_alloc`).
     fn write_input(
         &mut self,
         entry: &'static str,
         input: &[u8],
-        limits: &Limits,
+        budget: &Budget,
     ) -> Result<(i32, i32), WasmError> {
         let len = i32::try_from(input.len()).map_err(|_| WasmError::BadReply {
             entry,
@@ -105,7 +179,7 @@ impl Guest {
         let ptr = self
             .alloc
             .call(&mut self.store, len)
-            .map_err(|e| classify(entry, limits.deadline, &e))?;
+            .map_err(|e| classify(entry, budget.deadline, &e))?;
         let at = self.check(entry, ptr as u32 as u64, input.len() as u64)?;
         self.memory.data_mut(&mut self.store)[at..at + input.len()].copy_from_slice(input);
         Ok((ptr, len))
@@ -154,38 +228,38 @@ impl Guest {
         }
     }
 
-    /// `reload_call` with `input`; the reply lent to `f`.
+    /// `reload_call` with `input`, spending from the armed `budget`; the
+    /// reply lent to `f`.
     pub(super) fn call<R>(
         &mut self,
         input: &[u8],
-        limits: &Limits,
+        budget: &Budget,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, WasmError> {
-        arm(&mut self.store, limits, "call")?;
-        let (ptr, len) = self.write_input("call", input, limits)?;
+        let (ptr, len) = self.write_input("call", input, budget)?;
         let packed = self
             .call
             .call(&mut self.store, (ptr, len))
-            .map_err(|e| classify("call", limits.deadline, &e))?;
+            .map_err(|e| classify("call", budget.deadline, &e))?;
         self.read_reply("call", packed, f)
     }
 
     /// Another entry point of the guest ABI (`reload_save`, ...), with an
-    /// input (`(ptr, len) -> i64`) or without (`() -> i64`).
+    /// input (`(ptr, len) -> i64`) or without (`() -> i64`), spending from
+    /// the armed `budget`.
     pub(super) fn invoke(
         &mut self,
         entry: &'static str,
         input: Option<&[u8]>,
-        limits: &Limits,
+        budget: &Budget,
     ) -> Result<Vec<u8>, WasmError> {
-        arm(&mut self.store, limits, entry)?;
         let signature = |e: wasmtime::Error| WasmError::Signature {
             name: entry,
             reason: e.to_string(),
         };
         let packed = match input {
             Some(input) => {
-                let (ptr, len) = self.write_input(entry, input, limits)?;
+                let (ptr, len) = self.write_input(entry, input, budget)?;
                 let func: TypedFunc<(i32, i32), i64> = self
                     .instance
                     .get_typed_func(&mut self.store, entry)
@@ -200,18 +274,17 @@ impl Guest {
                 func.call(&mut self.store, ())
             }
         }
-        .map_err(|e| classify(entry, limits.deadline, &e))?;
+        .map_err(|e| classify(entry, budget.deadline, &e))?;
         self.read_reply(entry, packed, <[u8]>::to_vec)
     }
 }
 
-/// Sets the call's bounds: its epoch deadline and its fuel.
-fn arm(store: &mut Store<State>, limits: &Limits, entry: &'static str) -> Result<(), WasmError> {
-    // Ticks of `TICK`, rounded up, plus one: the tick in progress may be
-    // nearly over when the call starts.
-    let ticks = limits.deadline.as_nanos().div_ceil(TICK.as_nanos()) as u64 + 1;
-    store.set_epoch_deadline(ticks);
-    if let Some(fuel) = limits.fuel {
+/// Sets the call's bounds: its deadline (and when to look at the clock
+/// first) and its fuel.
+fn arm(store: &mut Store<State>, budget: &Budget, entry: &'static str) -> Result<(), WasmError> {
+    store.data_mut().until = budget.until;
+    store.set_epoch_deadline(ticks_left(budget.until));
+    if let Some(fuel) = budget.fuel {
         store.set_fuel(fuel).map_err(|e| WasmError::Trap {
             entry,
             message: e.to_string(),

@@ -6,15 +6,19 @@
 //! - **a sandbox**: a module sees only its own linear memory (it imports
 //!   nothing), and every pointer and length it hands back is checked
 //!   against that memory before a byte is read ([`WasmError::OutOfBounds`]);
-//! - **bounded calls**: each call runs under an epoch deadline (a ticker
-//!   thread advances the engine's epoch every [`TICK`]), and optionally a
-//!   fuel budget, inside a store whose memory is capped. A call that runs
-//!   past its deadline is interrupted ([`WasmError::Interrupted`]); the
-//!   version serves other calls on, and a reload's drain is bounded even if
-//!   a plugin loops forever: each call in flight ends by its deadline plus a
-//!   tick (on a stateful guest, whose calls take turns, a queued call's
-//!   deadline starts when it gets the instance: `n` calls in flight, `n`
-//!   deadlines);
+//! - **bounded calls**: each call runs under a deadline on the clock
+//!   (checked at the engine's epoch ticks, every [`TICK`]), and optionally
+//!   a fuel budget, inside a store whose memory is capped. The deadline and
+//!   the fuel are the call's whole budget: a call that must first make its
+//!   pooled instance and run its `reload_init` spends both from the same
+//!   budget. A call that runs past its deadline is interrupted
+//!   ([`WasmError::Interrupted`]) no sooner than the deadline and at most
+//!   one tick plus scheduling after it; the version serves other calls on,
+//!   and a reload's drain is bounded even if a plugin loops forever (on a
+//!   stateful guest, whose calls take turns, a queued call's deadline
+//!   starts when it gets the instance: `n` calls in flight, `n` deadlines).
+//!   A deadline the clock cannot represent from now (`Duration::MAX`) is
+//!   no deadline: only fuel then bounds a call;
 //! - **clean unloading**: a version's code and memory go when the version
 //!   is dropped after its drain; nothing stays mapped.
 //!
@@ -63,30 +67,43 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use reload_abi::wire;
 use wasmtime::{Config, Engine, ExternType, Module, ValType};
 
-use guest::Guest;
+use guest::{Budget, Guest};
 pub use section::{custom_section, manifest_section, SectionError, MANIFEST_SECTION};
 
+use crate::background::{self, ThreadExit, ThreadHealth};
 use crate::manifest::{Manifest, ManifestError};
 use crate::registry::Package;
 use crate::{BoxError, Hooks, Resource, Stateful};
 
-/// How often the ticker advances the engine's epoch: the resolution of call
-/// deadlines.
+/// How often the ticker advances the engine's epoch: how often a running
+/// call's deadline is looked at, so how late past it an interrupt can come.
 pub const TICK: Duration = Duration::from_millis(2);
 
-/// The bounds of every call into a version, and its pool.
+/// The bounds of every call into a version, and its pool. Every value of
+/// every field is accepted and means what it says; the edges:
+///
+/// | field | at its least | at its most |
+/// |---|---|---|
+/// | `deadline` | `ZERO`: a call is interrupted at its first look at the clock, one tick in (a call that returns before never is) | a span the clock cannot represent from now (`Duration::MAX`): no deadline |
+/// | `fuel` | `Some(0)`: every call (and `link`) runs out at its first metered instruction | `Some(u64::MAX)`: as much as wasmtime meters |
+/// | `memory` | below a module's declared minimum: the module is refused at [`Runtime::package`] ([`WasmError::MemoryLimit`]) | `usize::MAX`: wasmtime's own limits |
+/// | `pool` | `0`: no spare kept, every call on a stateless guest makes its instance | `usize::MAX`: every instance given back is kept |
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// A call running longer is interrupted (within one [`TICK`] more).
+    /// A call running longer is interrupted: never sooner, and within one
+    /// [`TICK`] (plus scheduling) after. Everything the call runs counts
+    /// against it, including making and initializing the pooled instance
+    /// it runs on.
     pub deadline: Duration,
-    /// Fuel per call (`None`: unmetered). Metering costs compiled code a
-    /// counter on every basic block, for every module of the runtime.
+    /// Fuel per call, spent like the deadline (`None`: unmetered). Metering
+    /// costs compiled code a counter on every basic block, for every module
+    /// of the runtime.
     pub fuel: Option<u64>,
     /// The most linear memory an instance may grow to, in bytes.
     pub memory: usize,
@@ -196,6 +213,19 @@ pub enum WasmError {
     /// Called before `link` (a bug in the host).
     #[error("the module is not instantiated")]
     NotLinked,
+    /// The module declares more memory than [`Limits::memory`] allows: no
+    /// instance of it could be made.
+    #[error("the module needs {needs} bytes of memory; the limit is {limit}")]
+    MemoryLimit {
+        /// Its declared minimum, in bytes.
+        needs: u64,
+        /// [`Limits::memory`].
+        limit: usize,
+    },
+    /// The runtime's epoch ticker has ended, so no deadline could be kept:
+    /// the call is refused rather than run unbounded.
+    #[error("calls are refused: {0}")]
+    TickerStopped(ThreadExit),
 }
 
 /// The engine every version of a runtime compiles on, with its epoch
@@ -213,6 +243,7 @@ struct Inner {
     required: Vec<String>,
     stop: Arc<AtomicBool>,
     ticker: Mutex<Option<thread::JoinHandle<()>>>,
+    ticker_health: ThreadHealth,
 }
 
 impl Drop for Inner {
@@ -257,18 +288,14 @@ impl Runtime {
         config.consume_fuel(limits.fuel.is_some());
         let engine = Engine::new(&config).map_err(|e| WasmError::Compile(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let ticker = {
+        let (ticker, ticker_health) = {
             let engine = engine.clone();
             let stop = Arc::clone(&stop);
-            thread::Builder::new()
-                .name("reload-core-wasm-epoch".to_owned())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        thread::sleep(TICK);
-                        engine.increment_epoch();
-                    }
-                })
-                .map_err(|e| WasmError::Compile(format!("the epoch ticker: {e}")))?
+            background::spawn("reload-core-wasm-epoch", move || {
+                tick(&engine, &stop);
+                Ok(())
+            })
+            .map_err(|e| WasmError::Compile(format!("the epoch ticker: {e}")))?
         };
         Ok(Runtime {
             inner: Arc::new(Inner {
@@ -277,13 +304,29 @@ impl Runtime {
                 required: required.iter().map(|s| (*s).to_owned()).collect(),
                 stop,
                 ticker: Mutex::new(Some(ticker)),
+                ticker_health,
             }),
         })
+    }
+
+    /// The epoch ticker's health: while it runs, deadlines hold; if it
+    /// ever ended on its own, every call is refused with
+    /// [`WasmError::TickerStopped`] naming why.
+    pub fn ticker(&self) -> &ThreadHealth {
+        &self.inner.ticker_health
     }
 
     /// The limits calls run under.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// `Ok` while the ticker runs: without it no deadline would hold.
+    fn ticking(&self) -> Result<(), WasmError> {
+        match self.inner.ticker_health.exit() {
+            None => Ok(()),
+            Some(exit) => Err(WasmError::TickerStopped(exit)),
+        }
     }
 
     /// Reads the manifest from `bytes` (before compiling anything),
@@ -309,6 +352,7 @@ impl Runtime {
         let module = Module::new(&self.inner.engine, bytes)
             .map_err(|e| WasmError::Compile(format!("{e:#}")))?;
         check_exports(&module, manifest, &self.inner.required)?;
+        check_memory(&module, self.inner.limits.memory)?;
         let stateful = ["reload_save", "reload_restore", "reload_describe"]
             .iter()
             .any(|n| module.get_export(n).is_some());
@@ -325,6 +369,23 @@ impl Runtime {
             schema: 0,
             resources: Vec::new(),
         })
+    }
+}
+
+/// The ticker's loop: the epoch follows the clock, one tick per [`TICK`]
+/// since the start. Sleeping to the next tick's instant (not for a
+/// `TICK`) keeps oversleeps from adding up, and a late wake catches up on
+/// the ticks it missed, so the epoch never falls behind the clock by more
+/// than one late wake.
+fn tick(engine: &Engine, stop: &AtomicBool) {
+    let mut next = Instant::now() + TICK;
+    while !stop.load(Ordering::Relaxed) {
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        while next <= now {
+            engine.increment_epoch();
+            next += TICK;
+        }
     }
 }
 
@@ -417,6 +478,21 @@ fn check_exports(
     Ok(())
 }
 
+/// The memory the module declares against the cap: a minimum over it
+/// could never be instantiated, so it is refused here, typed, rather than
+/// at every call.
+fn check_memory(module: &Module, limit: usize) -> Result<(), WasmError> {
+    for export in module.exports() {
+        if let ExternType::Memory(memory) = export.ty() {
+            let needs = memory.minimum().saturating_mul(memory.page_size());
+            if u64::try_from(limit).is_ok_and(|limit| needs > limit) {
+                return Err(WasmError::MemoryLimit { needs, limit });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The optional entry points that take an input.
 const WITH_INPUT: [&str; 9] = [
     "reload_init",
@@ -476,18 +552,28 @@ impl WasmPlugin {
     /// A [`WasmError`] for this call (trap, interrupt, fuel, bounds, the
     /// guest's failure); the version serves other calls on.
     pub fn call_with<R>(&self, input: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<R, WasmError> {
+        self.runtime.ticking()?;
         let limits = &self.runtime.inner.limits;
         if self.stateful {
             let mut primary = self.primary.lock();
             let guest = primary.as_mut().ok_or(WasmError::NotLinked)?;
-            return guest.call(input, limits, f);
+            // A queued call's budget starts when it has the instance.
+            let budget = Budget::start(limits);
+            guest.arm(&budget, "call")?;
+            return guest.call(input, &budget, f);
         }
+        // One budget from here: a call that must make its instance spends
+        // the instantiation and `reload_init` from it too.
+        let budget = Budget::start(limits);
         let spare = self.spares.lock().pop();
         let mut guest = match spare {
-            Some(g) => g,
-            None => self.fresh()?,
+            Some(mut g) => {
+                g.arm(&budget, "call")?;
+                g
+            }
+            None => self.fresh(&budget)?,
         };
-        let result = guest.call(input, limits, f);
+        let result = guest.call(input, &budget, f);
         // A trapped instance may be half way through an update: not reused.
         let trapped = matches!(
             result,
@@ -513,34 +599,36 @@ impl WasmPlugin {
         self.call_with(input, <[u8]>::to_vec)
     }
 
-    /// A new instance for the pool, initialized like the first.
-    fn fresh(&self) -> Result<Guest, WasmError> {
+    /// A new instance for the pool, initialized like the first, spending
+    /// from `budget` and left armed with what is left of it.
+    fn fresh(&self, budget: &Budget) -> Result<Guest, WasmError> {
         if self.primary.lock().is_none() {
             return Err(WasmError::NotLinked);
         }
-        let limits = &self.runtime.inner.limits;
-        let mut guest = Guest::new(&self.runtime.inner.engine, &self.module, limits)?;
+        let inner = &self.runtime.inner;
+        let mut guest = Guest::new(&inner.engine, &self.module, &inner.limits, budget)?;
         if guest.has("reload_init") {
-            guest.invoke("reload_init", Some(&self.config), limits)?;
+            guest.invoke("reload_init", Some(&self.config), budget)?;
         }
         Ok(guest)
     }
 
-    /// An optional entry point on the primary instance; `None` if the
-    /// module does not export it.
+    /// An optional entry point on the primary instance, under a budget of
+    /// its own; `None` if the module does not export it.
     fn entry(
         &self,
         name: &'static str,
         input: Option<&[u8]>,
     ) -> Result<Option<Vec<u8>>, WasmError> {
+        self.runtime.ticking()?;
         let mut primary = self.primary.lock();
         let guest = primary.as_mut().ok_or(WasmError::NotLinked)?;
         if !guest.has(name) {
             return Ok(None);
         }
-        guest
-            .invoke(name, input, &self.runtime.inner.limits)
-            .map(Some)
+        let budget = Budget::start(&self.runtime.inner.limits);
+        guest.arm(&budget, name)?;
+        guest.invoke(name, input, &budget).map(Some)
     }
 }
 
@@ -561,11 +649,10 @@ impl Hooks for WasmPlugin {
     }
 
     fn link(&mut self) -> Result<(), BoxError> {
-        let guest = Guest::new(
-            &self.runtime.inner.engine,
-            &self.module,
-            &self.runtime.inner.limits,
-        )?;
+        self.runtime.ticking()?;
+        let inner = &self.runtime.inner;
+        let budget = Budget::start(&inner.limits);
+        let guest = Guest::new(&inner.engine, &self.module, &inner.limits, &budget)?;
         *self.primary.get_mut() = Some(guest);
         if let Some(reply) = self.entry("reload_describe", None)? {
             let (schema, resources) =
