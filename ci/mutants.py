@@ -454,9 +454,9 @@ mutant("format-zero-accepted", "envelope.rs",
 # Bounded calls (#25): one budget per call, a deadline on the clock; and
 # the manifest's encoded size checked as it is built.
 mutant("wasm-fresh-rearms", "wasm/mod.rs",
-       ("        if guest.has(\"reload_init\") {\n            guest.invoke(\"reload_init\", Some(&self.config), budget)?;",
-        "        if guest.has(\"reload_init\") {\n            guest.arm(budget, \"init\")?;\n            guest.invoke(\"reload_init\", Some(&self.config), budget)?;"),
-       ["test:-p wasm-demo --test limits"], "a call that makes its instance starts a fresh budget for its init")
+       ("            None => self.fresh(&budget)?,",
+        "            None => {\n                let mut g = self.fresh(&budget)?;\n                g.arm(&Budget::start(limits), \"call\")?;\n                g\n            }"),
+       ["test:-p wasm-demo --test limits"], "a call that made its instance starts a fresh budget for the call itself")
 mutant("wasm-epoch-ignores-clock", "wasm/guest.rs",
        ("        Some(until) if Instant::now() >= until => Err(Trap::Interrupt.into()),",
         "        Some(_) => Err(Trap::Interrupt.into()),"),

@@ -96,7 +96,7 @@ impl ThreadHealth {
         self.inner.exit.lock().clone()
     }
 
-    fn ended(&self, exit: Option<ThreadExit>) {
+    pub(crate) fn ended(&self, exit: Option<ThreadExit>) {
         if let Some(exit) = &exit {
             told(exit);
         }
@@ -183,6 +183,58 @@ mod tests {
         assert_eq!(
             health.exit().map(|e| e.to_string()),
             Some("library thread `reload-test-stop` stopped: gone".to_owned())
+        );
+    }
+
+    /// The signal a host's recorder receives for an end it did not ask for.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn an_unasked_end_reaches_the_metrics_recorder() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            told(&ThreadExit::Panicked {
+                thread: "reload-test",
+                message: "boom".to_owned(),
+            });
+            told(&ThreadExit::Stopped {
+                thread: "reload-test",
+                reason: "gone".to_owned(),
+            });
+        });
+        let mut seen: Vec<(String, Vec<String>, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let labels = key
+                    .key()
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                let count = match value {
+                    DebugValue::Counter(n) => n,
+                    other => panic!("{other:?}"),
+                };
+                (key.key().name().to_owned(), labels, count)
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "reload_core_thread_exits_total".to_owned(),
+                    vec!["thread=reload-test".to_owned(), "how=panicked".to_owned()],
+                    1
+                ),
+                (
+                    "reload_core_thread_exits_total".to_owned(),
+                    vec!["thread=reload-test".to_owned(), "how=stopped".to_owned()],
+                    1
+                ),
+            ]
         );
     }
 }

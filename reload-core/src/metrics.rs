@@ -1,7 +1,7 @@
 //! Figures through the [`metrics`](https://docs.rs/metrics) facade, with
 //! the `metrics` feature: the host installs whatever recorder it exports
 //! with (Prometheus, StatsD, an in-memory one for its report), and these
-//! appear in it. Every figure is labelled `plugin`.
+//! appear in it. Every figure about a plugin is labelled `plugin`.
 //!
 //! | name | kind | when |
 //! |---|---|---|
@@ -16,6 +16,7 @@
 //! | `reload_core_versions_draining` | gauge | versions cut over from and not yet drained |
 //! | `reload_core_shutdown_failures_total` | counter | a `shutdown` failed or panicked |
 //! | `reload_core_panics_total` | counter | a listener or a plugin's `Drop` panicked (label `in`) |
+//! | `reload_core_thread_exits_total` | counter | a library thread (a watch, an auto-reloader, the WebAssembly epoch ticker) ended without being asked to (labels `thread`, `how`: `panicked` or `stopped`; not labelled `plugin`) |
 //!
 //! Everything but the call counter is recorded on the cold path, where the
 //! event is told to listeners (`events.rs` turns events into figures, as it

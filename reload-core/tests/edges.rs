@@ -31,6 +31,15 @@ fn next(label: &str, book: &Arc<Book>) -> Plugin<Counter> {
     Plugin::new(Counter::next(label, 1, book))
 }
 
+/// A quiesced commit with no drain deadline: its generation.
+fn commit_without_deadline(slot: &Slot<Counter>, next: Plugin<Counter>) -> Result<u64, String> {
+    slot.prepare(next, &(), ReloadOptions::quiesced(Duration::MAX))
+        .expect("prepares")
+        .commit()
+        .map(|c| c.generation)
+        .map_err(|e| e.to_string())
+}
+
 /// Waits (bounded) until `cond` holds: for a thread to reach its wait.
 fn until(what: &str, cond: impl Fn() -> bool) {
     let started = Instant::now();
@@ -100,17 +109,7 @@ fn quiesce_timeouts_at_zero_and_at_the_largest() {
     assert_eq!(slot.enter().expect("serving").label(), "v1");
     // The largest: the commit waits for the lease, however long.
     thread::scope(|s| {
-        let committing = s.spawn(|| {
-            slot.prepare(
-                next("v3", &book),
-                &(),
-                ReloadOptions::quiesced(Duration::MAX),
-            )
-            .expect("prepares")
-            .commit()
-            .map(|c| c.generation)
-            .map_err(|e| e.to_string())
-        });
+        let committing = s.spawn(|| commit_without_deadline(&slot, next("v3", &book)));
         until("the commit closes the gate", || {
             matches!(slot.try_enter(), Err(TryEnterError::Quiescing))
         });
@@ -126,17 +125,7 @@ fn gated_enters_at_an_instant_past_and_a_century_away() {
     let slot = slot(&book);
     let held = slot.enter_owned().expect("serving");
     thread::scope(|s| {
-        let committing = s.spawn(|| {
-            slot.prepare(
-                next("v2", &book),
-                &(),
-                ReloadOptions::quiesced(Duration::MAX),
-            )
-            .expect("prepares")
-            .commit()
-            .map(|c| c.generation)
-            .map_err(|e| e.to_string())
-        });
+        let committing = s.spawn(|| commit_without_deadline(&slot, next("v2", &book)));
         until("the commit closes the gate", || {
             matches!(slot.try_enter(), Err(TryEnterError::Quiescing))
         });

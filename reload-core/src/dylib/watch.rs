@@ -358,7 +358,14 @@ impl Reloader<'_> {
                 Ok(change) => change,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => {
-                    let why = watcher.health().exit().map_or_else(
+                    // The settler closes its channel just before its health
+                    // records why: give it that moment.
+                    let health = watcher.health();
+                    let since = Instant::now();
+                    while health.is_running() && since.elapsed() < STOP_CHECK {
+                        thread::yield_now();
+                    }
+                    let why = health.exit().map_or_else(
                         || "its watch ended".to_owned(),
                         |exit| format!("its watch ended: {exit}"),
                     );

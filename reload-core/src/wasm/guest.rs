@@ -41,16 +41,21 @@ pub(super) struct Budget {
     fuel: Option<u64>,
     /// The limit it was made from, for the error.
     deadline: Duration,
+    /// When to look at the clock first: the whole ticks in `deadline`,
+    /// counted from the budget's start (one read of the clock per call).
+    first_look: u64,
 }
 
 impl Budget {
     /// A budget that starts now. A deadline past what the clock can
     /// represent from now (`Duration::MAX`, say) is no deadline.
     pub(super) fn start(limits: &Limits) -> Self {
+        let until = Instant::now().checked_add(limits.deadline);
         Budget {
-            until: Instant::now().checked_add(limits.deadline),
+            until,
             fuel: limits.fuel,
             deadline: limits.deadline,
+            first_look: until.map_or(NEVER, |_| whole_ticks(limits.deadline)),
         }
     }
 }
@@ -64,9 +69,15 @@ const NEVER: u64 = 1 << 40;
 /// (it catches up after oversleeping), so this many ticks never end
 /// after `until` by more than the ticker's lateness.
 fn ticks_left(until: Option<Instant>) -> u64 {
-    let Some(until) = until else { return NEVER };
-    let left = until.saturating_duration_since(Instant::now());
-    u64::try_from(left.as_nanos() / TICK.as_nanos())
+    match until {
+        Some(until) => whole_ticks(until.saturating_duration_since(Instant::now())),
+        None => NEVER,
+    }
+}
+
+/// The whole ticks in `span`, at least one, at most [`NEVER`].
+fn whole_ticks(span: Duration) -> u64 {
+    u64::try_from(span.as_nanos() / TICK.as_nanos())
         .unwrap_or(NEVER)
         .clamp(1, NEVER)
 }
@@ -283,7 +294,12 @@ impl Guest {
 /// first) and its fuel.
 fn arm(store: &mut Store<State>, budget: &Budget, entry: &'static str) -> Result<(), WasmError> {
     store.data_mut().until = budget.until;
-    store.set_epoch_deadline(ticks_left(budget.until));
+    // Each budget is armed once, just after it starts (a call's, right
+    // after the pool's lock; a fresh instance's, just before it is made),
+    // so its whole ticks serve without a second read of the clock: the
+    // first look comes late by at most the moments in between, and the
+    // callback then looks at the clock itself.
+    store.set_epoch_deadline(budget.first_look);
     if let Some(fuel) = budget.fuel {
         store.set_fuel(fuel).map_err(|e| WasmError::Trap {
             entry,

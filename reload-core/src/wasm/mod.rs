@@ -321,12 +321,19 @@ impl Runtime {
         &self.inner.limits
     }
 
-    /// `Ok` while the ticker runs: without it no deadline would hold.
+    /// `Ok` while the ticker runs: without it no deadline would hold. One
+    /// atomic load per call; the exit is read only once it ended.
     fn ticking(&self) -> Result<(), WasmError> {
-        match self.inner.ticker_health.exit() {
-            None => Ok(()),
-            Some(exit) => Err(WasmError::TickerStopped(exit)),
+        let health = &self.inner.ticker_health;
+        if health.is_running() {
+            return Ok(());
         }
+        Err(WasmError::TickerStopped(health.exit().unwrap_or_else(
+            || ThreadExit::Stopped {
+                thread: health.name(),
+                reason: "the runtime is shutting down".to_owned(),
+            },
+        )))
     }
 
     /// Reads the manifest from `bytes` (before compiling anything),
@@ -765,5 +772,34 @@ impl Stateful for WasmPlugin {
 
     fn close(&mut self, resource: &str) {
         let _ = self.entry("reload_close", Some(&wire::encode_name(resource)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without its ticker no deadline holds: every call and hook is then
+    /// refused, naming how the ticker ended.
+    #[test]
+    fn a_runtime_whose_ticker_ended_refuses_calls() {
+        let runtime = Runtime::new(Limits::default()).expect("engine");
+        assert!(runtime.ticking().is_ok());
+        let exit = ThreadExit::Panicked {
+            thread: "reload-core-wasm-epoch",
+            message: "boom".to_owned(),
+        };
+        runtime.inner.ticker_health.ended(Some(exit.clone()));
+        match runtime.ticking() {
+            Err(WasmError::TickerStopped(seen)) => assert_eq!(seen, exit),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            runtime.ticking().map_err(|e| e.to_string()),
+            Err(
+                "calls are refused: library thread `reload-core-wasm-epoch` panicked: boom"
+                    .to_owned()
+            )
+        );
     }
 }
