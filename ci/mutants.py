@@ -403,6 +403,13 @@ mutant("call-fast-path-skips-requirements", "registry/call.rs",
         "            Ok(lease) => return Ok(Call::plain(lease, names)),"),
        ["test:-p reload-core --test registry"], "a call on a plugin with requirements leases none of them")
 
+# ------------------------------------------------------ registry/reload.rs
+# Found by #25's turn-timeout test in a fresh-clone CI run (1 in 13 races).
+mutant("registry-turn-before-publish", "registry/reload.rs",
+       ("                    held.push(p.keep_turn());", "                    held.push(if false { p.keep_turn() } else { None });"),
+       ["test:-p reload-core --test registry"],
+       "a registry reload gives the slot's turn back before it publishes the manifest it committed")
+
 # -------------------------------------------------------- registry/names.rs
 mutant("names-not-published", "registry/names.rs",
        ("    let _ = names.replace(ready(map));\n", ""),

@@ -755,3 +755,75 @@ fn handles_and_calls_are_send() {
         "[c 1.0.0 (generation 1), b 1.0.0 (generation 1), a 1.0.0 (generation 1)]"
     );
 }
+
+/// Two reloads of one plugin queued on its turn, 200 times: the manifest
+/// the registry publishes (what `list` names and what planning reads) is
+/// always the version that serves. The turn used to be given back at the
+/// end of a commit, before the registry published its manifest: the
+/// waiting reload could commit and publish in between, and the first then
+/// published its older manifest over it (about one race in thirteen).
+#[test]
+fn the_published_manifest_is_the_serving_version_when_reloads_queue() {
+    use reload_core::testing::PartFaults;
+    use std::sync::Barrier;
+    let book = Arc::new(Parts::default());
+    let registry = Registry::new(Unchecked).with_turn_timeout(Duration::MAX);
+    registry
+        .register(part("a", "1.0.0", &book, &[]), &())
+        .expect("registers");
+    for round in 0..200u64 {
+        let (first, second) = (
+            format!("{}.0.0", 2 * round + 1),
+            format!("{}.0.0", 2 * round + 2),
+        );
+        let (entered, go) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+        let hook = {
+            let (entered, go) = (Arc::clone(&entered), Arc::clone(&go));
+            Arc::new(move |_: &str, _: &Version| {
+                entered.wait();
+                go.wait();
+            })
+        };
+        let slow = faulty(
+            "a",
+            &first,
+            &book,
+            &[],
+            PartFaults {
+                on_init: Some(hook),
+                ..PartFaults::default()
+            },
+        );
+        thread::scope(|s| {
+            let one = s.spawn(|| {
+                registry
+                    .reload(vec![slow], &(), ReloadOptions::immediate())
+                    .map(|_| ())
+                    .map_err(|r| r.error.to_string())
+            });
+            entered.wait();
+            let two = s.spawn(|| {
+                registry
+                    .reload(
+                        vec![part("a", &second, &book, &[])],
+                        &(),
+                        ReloadOptions::immediate(),
+                    )
+                    .map(|_| ())
+                    .map_err(|r| r.error.to_string())
+            });
+            go.wait();
+            assert_eq!(one.join().expect("first"), Ok(()));
+            assert_eq!(two.join().expect("second"), Ok(()));
+        });
+        let serving = registry
+            .call("a", |c| c.plugin().semver().to_string())
+            .expect("serving");
+        assert_eq!(serving, second, "round {round}");
+        assert_eq!(
+            registry.list()[0].version.to_string(),
+            serving,
+            "round {round}"
+        );
+    }
+}

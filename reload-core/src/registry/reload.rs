@@ -138,6 +138,11 @@ impl<P: Stateful> Registry<P> {
     ) -> Result<ReloadReport<P>, Rejected<P>> {
         let mut turns: BTreeMap<String, Turn<'_, Member<P>>> = turns.into_iter().collect();
         let mut prepared = Vec::with_capacity(plan.order.len());
+        // Each slot's turn, kept out of its reload: a commit would give it
+        // back as it ends, and another reload of the slot could then
+        // commit and publish before this one publishes its manifest (the
+        // registry would then name a version it does not serve).
+        let mut held = Vec::with_capacity(plan.order.len());
         let mut olds = Vec::with_capacity(plan.order.len());
         for (i, name) in plan.order.iter().enumerate() {
             let (Some(package), Some(turn)) = (packages.remove(name), turns.remove(name)) else {
@@ -153,7 +158,10 @@ impl<P: Stateful> Registry<P> {
             let deps = resolve(&package.manifest, map, &Map::new());
             let member = Plugin::new(Member::new(package, deps));
             match node.slot.prepare_in_turn(turn, member, cx, options.clone()) {
-                Ok(p) => prepared.push(p),
+                Ok(mut p) => {
+                    held.push(p.keep_turn());
+                    prepared.push(p);
+                }
                 Err(failed) => {
                     let (fault, returned, salvage) = failed.into_parts();
                     let mut back = vec![returned.into_plugin().into_package()];
@@ -225,7 +233,7 @@ impl<P: Stateful> Registry<P> {
                 )
             })
             .collect();
-        drop(turns);
+        drop((turns, held));
         Ok(ReloadReport { changes })
     }
 

@@ -379,6 +379,15 @@ impl<'s, P: Stateful> Prepared<'s, P> {
         }
     }
 
+    /// Takes the slot's turn out of this reload, for a caller that must
+    /// keep other reloads of the slot out until it has published what this
+    /// one committed (the registry's manifests): the turn then goes when
+    /// the caller drops it, not when this reload ends.
+    #[cfg(feature = "registry")]
+    pub(crate) fn keep_turn(&mut self) -> Option<Turn<'s, P>> {
+        self.turn.take()
+    }
+
     fn take_next_version(&mut self, writer: &mut Writer<P>, generation: u64) -> Unpublished<P> {
         let Some(next) = self.next.take() else {
             unreachable!("taken once, by commit")
