@@ -5,7 +5,7 @@
 //! Checked on drain waits, quiesced commits, turns (the slot's and the
 //! registry's) and gated enters.
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -204,19 +204,9 @@ fn registry_turn_timeouts_at_zero_and_at_the_largest() {
         let (book, registry) = parts(turn);
         // The first reload holds a's turn inside its new version's `init`
         // until the test lets it go.
-        let (entered, go) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
-        let hook = {
-            let (entered, go) = (Arc::clone(&entered), Arc::clone(&go));
-            Arc::new(move |_: &str, _: &reload_core::manifest::Version| {
-                entered.wait();
-                go.wait();
-            })
-        };
+        let (faults, gate) = PartFaults::held();
         let slow = Part::new("a", "1.1.0", &book)
-            .with_faults(PartFaults {
-                on_init: Some(hook),
-                ..PartFaults::default()
-            })
+            .with_faults(faults)
             .package(&[])
             .expect("manifest");
         thread::scope(|s| {
@@ -226,7 +216,7 @@ fn registry_turn_timeouts_at_zero_and_at_the_largest() {
                     .map(|_| ())
                     .map_err(|r| r.error.to_string())
             });
-            entered.wait();
+            gate.entered();
             let second = s.spawn(|| {
                 registry
                     .reload(
@@ -242,7 +232,7 @@ fn registry_turn_timeouts_at_zero_and_at_the_largest() {
             if waits {
                 thread::sleep(Duration::from_millis(20));
                 assert!(!second.is_finished(), "waits for the turn");
-                go.wait();
+                gate.release();
                 assert_eq!(first.join().expect("first"), Ok(()));
                 assert!(second.join().expect("second").is_ok());
                 assert_eq!(registry.list()[0].version.to_string(), "1.2.0");
@@ -253,7 +243,7 @@ fn registry_turn_timeouts_at_zero_and_at_the_largest() {
                     }
                     other => panic!("{other:?}"),
                 }
-                go.wait();
+                gate.release();
                 assert_eq!(first.join().expect("first"), Ok(()));
                 assert_eq!(registry.list()[0].version.to_string(), "1.1.0");
             }

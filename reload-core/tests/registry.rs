@@ -756,7 +756,7 @@ fn handles_and_calls_are_send() {
     );
 }
 
-/// Two reloads of one plugin queued on its turn, 200 times: the manifest
+/// Two reloads of one plugin queued on its turn, 500 times: the manifest
 /// the registry publishes (what `list` names and what planning reads) is
 /// always the version that serves. The turn used to be given back at the
 /// end of a commit, before the registry published its manifest: the
@@ -765,35 +765,18 @@ fn handles_and_calls_are_send() {
 #[test]
 fn the_published_manifest_is_the_serving_version_when_reloads_queue() {
     use reload_core::testing::PartFaults;
-    use std::sync::Barrier;
     let book = Arc::new(Parts::default());
     let registry = Registry::new(Unchecked).with_turn_timeout(Duration::MAX);
     registry
         .register(part("a", "1.0.0", &book, &[]), &())
         .expect("registers");
-    for round in 0..200u64 {
+    for round in 0..500u64 {
         let (first, second) = (
             format!("{}.0.0", 2 * round + 1),
             format!("{}.0.0", 2 * round + 2),
         );
-        let (entered, go) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
-        let hook = {
-            let (entered, go) = (Arc::clone(&entered), Arc::clone(&go));
-            Arc::new(move |_: &str, _: &Version| {
-                entered.wait();
-                go.wait();
-            })
-        };
-        let slow = faulty(
-            "a",
-            &first,
-            &book,
-            &[],
-            PartFaults {
-                on_init: Some(hook),
-                ..PartFaults::default()
-            },
-        );
+        let (faults, gate) = PartFaults::held();
+        let slow = faulty("a", &first, &book, &[], faults);
         thread::scope(|s| {
             let one = s.spawn(|| {
                 registry
@@ -801,7 +784,7 @@ fn the_published_manifest_is_the_serving_version_when_reloads_queue() {
                     .map(|_| ())
                     .map_err(|r| r.error.to_string())
             });
-            entered.wait();
+            gate.entered();
             let two = s.spawn(|| {
                 registry
                     .reload(
@@ -812,7 +795,10 @@ fn the_published_manifest_is_the_serving_version_when_reloads_queue() {
                     .map(|_| ())
                     .map_err(|r| r.error.to_string())
             });
-            go.wait();
+            // The second reload is then (almost always) waiting on the turn:
+            // the window the race needs.
+            thread::sleep(Duration::from_millis(2));
+            gate.release();
             assert_eq!(one.join().expect("first"), Ok(()));
             assert_eq!(two.join().expect("second"), Ok(()));
         });

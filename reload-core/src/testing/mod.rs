@@ -18,7 +18,7 @@ mod counter;
 mod part;
 pub use counter::{Book, Counter, CounterFaults, ResourceState};
 #[cfg(feature = "registry")]
-pub use part::{InitHook, Part, PartFaults, Parts};
+pub use part::{InitGate, InitHook, Part, PartFaults, Parts};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

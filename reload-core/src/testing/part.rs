@@ -29,6 +29,48 @@ pub struct Parts {
 /// when it ran).
 pub type InitHook = Arc<dyn Fn(&str, &Version) + Send + Sync>;
 
+/// Holds a [`Part`]'s `init` until the test lets it go: for a test that
+/// needs a reload to be inside `init` (holding its turns) at a known
+/// moment. [`PartFaults::held`] makes the faults and the gate together.
+#[derive(Clone)]
+pub struct InitGate {
+    entered: Arc<std::sync::Barrier>,
+    go: Arc<std::sync::Barrier>,
+}
+
+impl InitGate {
+    /// Returns once the held `init` has started (it then waits for
+    /// [`release`](Self::release)).
+    pub fn entered(&self) {
+        self.entered.wait();
+    }
+
+    /// Lets the held `init` go on.
+    pub fn release(&self) {
+        self.go.wait();
+    }
+}
+
+impl PartFaults {
+    /// Faults that hold `init` at an [`InitGate`], and the gate. Each gate
+    /// holds one `init` once.
+    pub fn held() -> (PartFaults, InitGate) {
+        let gate = InitGate {
+            entered: Arc::new(std::sync::Barrier::new(2)),
+            go: Arc::new(std::sync::Barrier::new(2)),
+        };
+        let held = gate.clone();
+        let faults = PartFaults {
+            on_init: Some(Arc::new(move |_: &str, _: &Version| {
+                held.entered.wait();
+                held.go.wait();
+            })),
+            ..PartFaults::default()
+        };
+        (faults, gate)
+    }
+}
+
 /// How a [`Part`] version misbehaves.
 #[derive(Clone, Default)]
 pub struct PartFaults {
