@@ -6,7 +6,7 @@
 //!
 //! A request is an operation byte, the accumulator (`u32` length,
 //! little-endian, then its bytes: empty at a group's start) and, for
-//! steps, the row's arguments in the [`wire`](crate::wire) encoding:
+//! steps, the row's arguments in the [`wire`](mod@crate::wire) encoding:
 //!
 //! | op  | request                 | reply                          |
 //! |-----|-------------------------|--------------------------------|

@@ -113,7 +113,7 @@ impl<P: SqlPlugin> Hot<P> {
     }
 
     /// `sql_name(args..)` (`n_args` of them, or -1 for any number), calling
-    /// `plugin` with the arguments in the [`wire`](crate::wire) encoding and
+    /// `plugin` with the arguments in the [`wire`](mod@crate::wire) encoding and
     /// returning the value its reply encodes.
     #[must_use]
     pub fn scalar(self, sql_name: &str, n_args: i32, plugin: &str) -> Self {
@@ -215,6 +215,30 @@ impl<P: SqlPlugin> Hot<P> {
             })
         });
         Arc::clone(shared)
+    }
+
+    /// Registers only the management objects ([`crate::admin`]) on
+    /// `conn`, deploying through `deployer`, with this `Hot`'s counters:
+    /// for a host whose clients' connections get the objects
+    /// ([`Hot::attach`]) and whose administrator's connection gets this
+    /// too.
+    ///
+    /// # Errors
+    ///
+    /// SQLite refused to register them.
+    pub fn attach_admin(
+        &self,
+        conn: &Connection,
+        deployer: impl Deployer<P>,
+    ) -> Result<(), AttachError> {
+        let admin = Admin {
+            shared: self.shared(),
+            deployer: Arc::new(deployer),
+        };
+        admin::register(conn, &admin).map_err(|source| AttachError::Sqlite {
+            object: "reload_plugins".to_owned(),
+            source,
+        })
     }
 
     /// Registers every object on `conn`. Call it once per connection (a

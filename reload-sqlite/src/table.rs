@@ -11,7 +11,7 @@
 //!   0 at the start of a scan);
 //! - reply: the position of the next batch (`u64`, little-endian;
 //!   `u64::MAX` when this batch is the last), then the batch's rows, each
-//!   as many [`wire`](crate::wire) values as the table has columns.
+//!   as many [`wire`](mod@crate::wire) values as the table has columns.
 //!
 //! A reply that does not decode, a row of the wrong width or a plugin that
 //! returns empty batches without end is a SQL error naming the plugin, its

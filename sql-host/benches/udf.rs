@@ -1,8 +1,9 @@
 //! `SELECT sum(f(x)) FROM t` over a million rows, one statement per
-//! iteration, with `f` computing the same score five ways
+//! iteration, with `f` computing the same score six ways
 //! (`sql_host::fixture`): a plain Rust function (the baseline), an
 //! in-process plugin with its lease per statement and per row, and the
-//! `udf` plugin library through the registry, per statement and per row.
+//! `udf` plugin library registered plainly (`direct`, the library's
+//! baseline) and through `reload-sqlite`, per statement and per row.
 //!
 //! Ratios to `plain` are in `docs/performance.md`.
 
@@ -10,7 +11,6 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sql_host::fixture::{self, Library};
-use sql_host::scope;
 
 const ROWS: i64 = 1_000_000;
 
@@ -31,16 +31,16 @@ fn udf(c: &mut Criterion) {
     group.bench_function("plugin/row", |b| {
         b.iter(|| assert_eq!(sum("per_row"), expected));
     });
-    group.bench_function("library/statement", |b| {
-        b.iter(|| {
-            let (s, report) =
-                scope::scoped(&library.plugins, || sum("score")).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!((s, report.rows), (expected, ROWS as u64));
-        });
+    group.bench_function("library/direct", |b| {
+        b.iter(|| assert_eq!(sum("direct"), expected));
     });
-    group.bench_function("library/row", |b| {
+    group.bench_function("library/statement", |b| {
         b.iter(|| assert_eq!(sum("score"), expected));
     });
+    group.bench_function("library/row", |b| {
+        b.iter(|| assert_eq!(sum("score_row"), expected));
+    });
+    drop(library);
     group.finish();
 }
 

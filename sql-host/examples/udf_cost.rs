@@ -8,13 +8,14 @@
 //! ```
 //!
 //! Variants: `plain`, `statement` (in-process plugin, one owned lease per
-//! statement), `row` (a lease per row), `library` (the `udf` plugin library
-//! through the registry, leases per statement), `library-row`. The code
-//! measured is `sql_host::fixture`'s, as in the benchmark.
+//! statement), `row` (a lease per row), `direct` (the `udf` plugin library
+//! registered plainly, one lease held outside), `library` (the same through
+//! `reload-sqlite`, its statement scope), `library-row` (through
+//! `reload-sqlite`, a lease per row). The code measured is
+//! `sql_host::fixture`'s, as in the benchmark.
 
 use rusqlite::Connection;
 use sql_host::fixture::{self, Library};
-use sql_host::scope;
 
 /// What callgrind counts: one statement.
 #[inline(never)]
@@ -32,15 +33,14 @@ fn main() {
         "plain" => measure(&conn, "plain"),
         "statement" => fixture::with_lease(&slot, || measure(&conn, "scoped")),
         "row" => measure(&conn, "per_row"),
-        "library" | "library-row" => {
-            let library = Library::new(&conn).unwrap_or_else(|e| panic!("{e}"));
-            if variant == "library" {
-                scope::scoped(&library.plugins, || measure(&conn, "score"))
-                    .unwrap_or_else(|e| panic!("{e}"))
-                    .0
-            } else {
-                measure(&conn, "score")
-            }
+        "direct" | "library" | "library-row" => {
+            let _library = Library::new(&conn).unwrap_or_else(|e| panic!("{e}"));
+            let f = match variant.as_str() {
+                "direct" => "direct",
+                "library" => "score",
+                _ => "score_row",
+            };
+            measure(&conn, f)
         }
         other => panic!("unknown variant {other}"),
     };

@@ -1,6 +1,6 @@
 //! The fixture of the UDF-per-row measurements (`benches/udf.rs` for wall
 //! time, `examples/udf_cost.rs` for callgrind): a table of `x`, and the
-//! same score registered with SQLite five ways, so both measure the very
+//! same score registered with SQLite several ways, so both measure the very
 //! same code.
 //!
 //! | SQL function | what computes a row |
@@ -8,7 +8,9 @@
 //! | `plain(x)` | a Rust function (the baseline) |
 //! | `scoped(x)` | an in-process plugin through a lease taken once per statement ([`with_lease`]) |
 //! | `per_row(x)` | the same plugin, a lease per row |
-//! | `score(x)` | the `udf` plugin library ([`Library`]), scoped with [`scope::scoped`] or not |
+//! | `direct(x)` | the `udf` plugin library ([`Library`]) registered plainly with rusqlite: one lease held by the fixture, no reload machinery per row (the library's baseline) |
+//! | `score(x)` | the same library through `reload-sqlite`: the crate's statement scope |
+//! | `score_row(x)` | the same through `reload-sqlite` with a lease per row |
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -21,7 +23,11 @@ use reload_core::{Hooks, OwnedLease, Plugin, Slot};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::Connection;
 
-use crate::scope::{self, reference_score, Plugins};
+use reload_core::dylib::DylibError;
+use reload_core::registry::OwnedCall;
+use reload_sqlite::Hot;
+
+use crate::sql::{reference_score, UdfCodec};
 
 /// The in-process plugin: the score, behind a call the compiler cannot
 /// inline into SQLite's callback (as a plugin's would not be).
@@ -118,19 +124,27 @@ pub fn in_process(conn: &Connection) -> rusqlite::Result<Arc<Slot<Score>>> {
     Ok(slot)
 }
 
-/// The `udf` (and `index`) plugin libraries, registered, with `score` and
-/// `matches` on the connection.
+/// The `udf` plugin library, registered, with `direct`, `score` and
+/// `score_row` on the connection.
 pub struct Library {
-    /// The handles the SQL functions call.
-    pub plugins: Plugins,
-    // Declared after the handles: dropped after them.
-    _registry: Registry<DylibPlugin>,
+    /// The registry serving `udf`.
+    pub registry: Arc<Registry<DylibPlugin>>,
+    // Declared after the registry: dropped after it.
     _loader: Loader,
 }
 
+/// `udf`'s call, as `direct` makes it: `x` in, the score out.
+fn call_udf(call: &OwnedCall<DylibPlugin>, x: i64) -> Result<i64, DylibError> {
+    call.plugin().call_with(&x.to_le_bytes(), |reply| {
+        reply
+            .first_chunk::<8>()
+            .map_or(i64::MIN, |b| i64::from_le_bytes(*b))
+    })
+}
+
 impl Library {
-    /// Builds the plugin libraries (cargo) and registers version 1.0.0 of
-    /// each, with `score` and `matches` on `conn`.
+    /// Builds the plugin libraries (cargo) and registers `udf` 1.0.0, with
+    /// `direct`, `score` and `score_row` on `conn`.
     ///
     /// # Errors
     ///
@@ -138,21 +152,28 @@ impl Library {
     pub fn new(conn: &Connection) -> Result<Self, String> {
         let builds = crate::plugins::build()?;
         let loader = Loader::new().map_err(|e| e.to_string())?;
-        let registry = Registry::new(Unchecked);
-        for kind in ["udf", "index"] {
-            let package = loader
-                .package(&builds.path(kind, "1.0.0"))
-                .map_err(|e| e.to_string())?;
-            registry.register(package, b"").map_err(|r| r.to_string())?;
-        }
-        let plugins = Plugins {
-            udf: registry.handle("udf").map_err(|e| e.to_string())?,
-            index: registry.handle("index").map_err(|e| e.to_string())?,
-        };
-        scope::register(conn, &plugins).map_err(|e| e.to_string())?;
+        let registry = Arc::new(Registry::new(Unchecked));
+        let package = loader
+            .package(&builds.path("udf", "1.0.0"))
+            .map_err(|e| e.to_string())?;
+        registry.register(package, b"").map_err(|r| r.to_string())?;
+        let held = registry.enter_owned("udf").map_err(|e| e.to_string())?;
+        conn.create_scalar_function("direct", 1, FunctionFlags::SQLITE_UTF8, move |ctx| {
+            let x = ctx.get::<i64>(0)?;
+            call_udf(&held, x).map_err(|e| rusqlite::Error::UserFunctionError(e.into()))
+        })
+        .map_err(|e| e.to_string())?;
+        Hot::new(Arc::clone(&registry))
+            .scalar_with("score", 1, "udf", UdfCodec { version: false })
+            .attach(conn)
+            .map_err(|e| e.to_string())?;
+        Hot::new(Arc::clone(&registry))
+            .scalar_with("score_row", 1, "udf", UdfCodec { version: false })
+            .lease_per_row()
+            .attach(conn)
+            .map_err(|e| e.to_string())?;
         Ok(Library {
-            plugins,
-            _registry: registry,
+            registry,
             _loader: loader,
         })
     }

@@ -1,16 +1,30 @@
 //! A real database that hot-reloads its plugins: SQLite (bundled, through
-//! `rusqlite`) whose scalar UDF, change-data sink and token index are
-//! plugin libraries (`plugins/sql-udf`, `sql-cdc`, `sql-index`), each
-//! loaded through a `Registry` and an `AutoReload`, and reloaded by atomic
-//! rename of its file under live queries and writes.
+//! `rusqlite`) whose scalar UDF, aggregate, storage backend, change-data
+//! sink and token index are plugin libraries (`plugins/sql-udf`,
+//! `sql-agg`, `sql-store`, `sql-cdc`, `sql-index`), each loaded through a
+//! `Registry` and an `AutoReload`, and reloaded by atomic rename of its
+//! file under live queries and writes. The SQL objects are declared
+//! through the `reload-sqlite` crate ([`sql`]): this demo holds its checks,
+//! the crate the machinery.
 //!
 //! The per-kind discipline:
 //!
 //! - **`score(x)`, a scalar UDF**: clean reload. A statement sees one
-//!   version for its whole run: the host takes the leases when the
-//!   statement starts and every row uses them ([`scope`]). A version that
-//!   commits but returns wrong scores is noticed by the clients and
-//!   reverted ([`Registry::revert`](reload_core::registry::Registry::revert)).
+//!   version for its whole run (the crate's statement scope); the clients
+//!   check it on every row through `score_by(x)`, the version the plugin
+//!   says computed it. A version that commits but returns wrong scores is
+//!   noticed by the clients and reverted
+//!   ([`Registry::revert`](reload_core::registry::Registry::revert)).
+//! - **`tally(x)`, an aggregate**: its accumulator carries the version
+//!   that started the group; the clients compare it with SQL's own
+//!   `count` and `sum` of the same rows.
+//! - **`store`, a storage backend** (a virtual table): every scan, fast
+//!   or slow (a scanner thread reads it over about a second), must read
+//!   all 2 000 rows, right, from one version.
+//! - **management from SQL**: every sixth round the orchestrator's
+//!   connection deploys `udf` with `reload_deploy`, reverts it with
+//!   `reload_revert`, and has two deploys refused (a missing file, a
+//!   library of another plugin); the report ends with `reload_plugins`.
 //! - **the change-data sink**: triggers write every committed change to a
 //!   change log whose rowid is its position; a pump feeds batches to the
 //!   sink, which appends them to its output file. On reload (quiesced) the
@@ -34,7 +48,8 @@ pub mod db;
 pub mod fixture;
 pub mod plugins;
 mod run;
-pub mod scope;
+pub mod sql;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -87,9 +102,28 @@ impl Default for Config {
     }
 }
 
+/// A deploy, a refusal or a revert, as the timeline marks it.
+#[derive(Clone, Debug)]
+pub struct Mark {
+    /// Seconds since the start.
+    pub at: f64,
+    /// The plugin.
+    pub plugin: String,
+    /// The version deployed (or refused).
+    pub version: String,
+    /// `deploy`, `refused`, `revert`, `sql deploy`, `sql revert`, `sql refused`.
+    pub what: &'static str,
+    /// How long the version it replaced took to drain.
+    pub drain: Option<Duration>,
+}
+
 /// What happened.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
+    /// Deploys, refusals and reverts, in order.
+    pub marks: Vec<Mark>,
+    /// Each plugin's version at the start.
+    pub first_versions: BTreeMap<String, String>,
     /// Statements run.
     pub queries: u64,
     /// Statements that failed (0: a refused deploy never reaches a query).
@@ -125,6 +159,30 @@ pub struct Report {
     pub sink_state_delivered: u64,
     /// Sink calls that failed.
     pub cdc_errors: u64,
+    /// `tally` statements (aggregate), each checked against `count` and
+    /// `sum` of the same rows.
+    pub tallies: u64,
+    /// Of those, disagreeing.
+    pub tally_wrong: u64,
+    /// Of those, a group stepped by two versions.
+    pub tally_mixed: u64,
+    /// Scans of `store` (virtual table), fast and slow.
+    pub scans: u64,
+    /// Rows they read.
+    pub scan_rows: u64,
+    /// Scans whose rows came from more than one version.
+    pub scan_mixed: u64,
+    /// Scans missing rows or with wrong values.
+    pub scan_wrong: u64,
+    /// Deploys and reverts from SQL that committed.
+    pub sql_deploys: u64,
+    /// Deploys from SQL refused (as expected), with the SQL error.
+    pub sql_refusals: Vec<String>,
+    /// `reload_plugins` at the end.
+    pub plugins_table: Vec<String>,
+    /// Every statement: seconds from the start, client kind, latency (µs),
+    /// the version that served it (empty if it failed).
+    pub samples: Vec<(f64, &'static str, u64, String)>,
     /// Index comparisons with a rebuild.
     pub index_checks: u64,
     /// Of those, unequal.
@@ -169,6 +227,12 @@ impl Report {
             && run::delivery_ok(&self.delivery, self.sink_state_delivered)
             && self.cdc_errors == 0
             && self.index_mismatches == 0
+            && self.tallies > 0
+            && self.tally_wrong == 0
+            && self.tally_mixed == 0
+            && self.scans > 0
+            && self.scan_mixed == 0
+            && self.scan_wrong == 0
             && self.unexpected.is_empty()
             && self.copies_left == 0
             && self.mapped_left.unwrap_or(0) == 0
@@ -229,6 +293,29 @@ impl fmt::Display for Report {
             "index: {} comparisons with a rebuild, {} unequal",
             self.index_checks, self.index_mismatches
         )?;
+        writeln!(
+            f,
+            "agg: {} tally statements, {} disagreeing with count/sum, {} groups on two versions",
+            self.tallies, self.tally_wrong, self.tally_mixed
+        )?;
+        writeln!(
+            f,
+            "store: {} scans ({} rows), {} on two versions, {} incomplete or wrong",
+            self.scans, self.scan_rows, self.scan_mixed, self.scan_wrong
+        )?;
+        writeln!(
+            f,
+            "from SQL: {} deploys and reverts committed, {} refused as expected",
+            self.sql_deploys,
+            self.sql_refusals.len()
+        )?;
+        if let Some(first) = self.sql_refusals.first() {
+            writeln!(f, "  e.g. {first}")?;
+        }
+        writeln!(f, "reload_plugins:")?;
+        for line in &self.plugins_table {
+            writeln!(f, "  {line}")?;
+        }
         writeln!(f, "reloads: {:?}", self.reloads)?;
         writeln!(f, "refused deploys: {}", self.refusals.len())?;
         // One line per build refused: how often, and the first reason.

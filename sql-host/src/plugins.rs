@@ -1,5 +1,5 @@
 //! Building the plugin libraries the host deploys: each kind (`udf`, `cdc`,
-//! `index`) is one crate under `plugins/`, built once per variant with
+//! `index`, `agg`, `store`) is one crate under `plugins/`, built once per variant with
 //! `RELOAD_PLUGIN_VERSION` (the manifest's version) and features (the
 //! variant's behaviour), each result copied aside under its own name.
 
@@ -87,6 +87,26 @@ pub const VARIANTS: &[Variant] = &[
         kind: "index",
         version: "1.2.0",
         feature: "open-fails",
+    },
+    Variant {
+        kind: "agg",
+        version: "1.0.0",
+        feature: "",
+    },
+    Variant {
+        kind: "agg",
+        version: "1.1.0",
+        feature: "",
+    },
+    Variant {
+        kind: "store",
+        version: "1.0.0",
+        feature: "",
+    },
+    Variant {
+        kind: "store",
+        version: "1.1.0",
+        feature: "",
     },
 ];
 

@@ -16,12 +16,16 @@ use reload_core::dylib::{AutoReload, DylibPlugin, Loader, Outcome};
 use reload_core::registry::{Handle, Registry};
 use reload_core::verify::{Digest, HashPin};
 use reload_core::ReloadOptions;
+use reload_sqlite::Hot;
 use rusqlite::Connection;
 
 use crate::check::{self, Delivery};
 use crate::plugins::Builds;
-use crate::scope::{self, Plugins};
-use crate::{db, Config, Report};
+use crate::sql::{self, reference_score};
+use crate::{db, Config, Mark, Report};
+
+/// Every plugin kind, each watched in its own file.
+const KINDS: [&str; 5] = ["udf", "cdc", "index", "agg", "store"];
 
 /// The version that returns wrong scores (deployed once, then reverted).
 const WRONG: &str = "1.2.0";
@@ -69,7 +73,10 @@ impl Rng {
 
 /// What every thread shares.
 struct Shared {
-    plugins: Plugins,
+    /// The clients' SQL objects.
+    hot: Hot<DylibPlugin>,
+    /// The host's own calls of the index (writes, checks).
+    index: Handle<DylibPlugin>,
     cdc: Handle<DylibPlugin>,
     stop_clients: AtomicBool,
     stop_pump: AtomicBool,
@@ -83,6 +90,8 @@ struct Shared {
     wrong_seen: AtomicBool,
     /// When the wrong version was reverted.
     reverted_at: Mutex<Option<Instant>>,
+    /// When the run started.
+    started: Instant,
     tally: Mutex<Tally>,
 }
 
@@ -102,6 +111,15 @@ struct Tally {
     reloading_us: Vec<u64>,
     cdc_errors: u64,
     cdc_batches: u64,
+    tallies: u64,
+    tally_wrong: u64,
+    tally_mixed: u64,
+    scans: u64,
+    scan_rows: u64,
+    scan_mixed: u64,
+    scan_wrong: u64,
+    /// (seconds since the start, client kind, latency µs, version served).
+    samples: Vec<(f64, &'static str, u64, String)>,
 }
 
 impl Tally {
@@ -133,7 +151,7 @@ fn write_doc(
     insert: bool,
 ) -> Result<(), String> {
     let _writing = shared.pause.read();
-    let call = shared.plugins.index.enter().map_err(|e| e.to_string())?;
+    let call = shared.index.enter().map_err(|e| e.to_string())?;
     let sql = if insert {
         "INSERT INTO docs(id, body) VALUES (?1, ?2)"
     } else {
@@ -161,7 +179,7 @@ fn write_doc(
 
 fn client(shared: &Shared, db_path: &Path, seed: u64) -> Result<(), String> {
     let conn = db::open(db_path).map_err(|e| e.to_string())?;
-    scope::register(&conn, &shared.plugins).map_err(|e| e.to_string())?;
+    shared.hot.attach(&conn).map_err(|e| e.to_string())?;
     let mut rng = Rng(seed | 1);
     while !shared.stop_clients.load(Ordering::Relaxed) {
         let roll = rng.below(100);
@@ -200,42 +218,26 @@ fn client(shared: &Shared, db_path: &Path, seed: u64) -> Result<(), String> {
         }
         let epoch = shared.reload_epoch.load(Ordering::SeqCst);
         let started = Instant::now();
-        let (outcome, report) = if roll < 88 {
-            let bucket = rng.below(16) as i64;
-            let run = || -> rusqlite::Result<u64> {
-                let mut stmt =
-                    conn.prepare_cached("SELECT id, x, score(x) FROM t WHERE id % 16 = ?1")?;
-                let mut rows = stmt.query([bucket])?;
-                let mut n = 0;
-                while rows.next()?.is_some() {
-                    n += 1;
-                }
-                Ok(n)
-            };
-            match scope::scoped(&shared.plugins, run) {
-                Ok((result, report)) => (result.map(|n| (n, true)), report),
-                Err(e) => (
-                    Err(rusqlite::Error::UserFunctionError(e.into())),
-                    Default::default(),
-                ),
-            }
-        } else {
-            let term = WORDS[rng.below(WORDS.len() as u64) as usize];
-            let run = || -> rusqlite::Result<u64> {
-                conn.query_row(
+        let kind = match roll {
+            60..=79 => "score",
+            80..=87 => "tally",
+            88..=95 => "matches",
+            _ => "scan",
+        };
+        let bucket = rng.below(16) as i64;
+        let term = WORDS[rng.below(WORDS.len() as u64) as usize];
+        let outcome = match kind {
+            "score" => score_statement(&conn, bucket),
+            "tally" => tally_statement(&conn, bucket),
+            "matches" => conn
+                .query_row(
                     "SELECT count(*) FROM docs WHERE matches(id, ?1)",
                     [term],
                     |r| r.get::<_, i64>(0),
                 )
-                .map(|n| n as u64)
-            };
-            match scope::scoped(&shared.plugins, run) {
-                Ok((result, report)) => (result.map(|n| (n, false)), report),
-                Err(e) => (
-                    Err(rusqlite::Error::UserFunctionError(e.into())),
-                    Default::default(),
-                ),
-            }
+                .map(|_| Seen::default())
+                .map_err(|e| e.to_string()),
+            _ => scan_statement(&conn, None),
         };
         let took = started.elapsed().as_micros() as u64;
         let quiet = epoch.is_multiple_of(2) && shared.reload_epoch.load(Ordering::SeqCst) == epoch;
@@ -247,42 +249,198 @@ fn client(shared: &Shared, db_path: &Path, seed: u64) -> Result<(), String> {
         } else {
             t.reloading_us.push(took);
         }
+        let at = started.duration_since(shared.started).as_secs_f64();
         match outcome {
             Err(e) => {
                 t.query_errors += 1;
                 t.error("query", e);
+                t.samples.push((at, kind, took, String::new()));
             }
-            Ok((rows, scored)) => {
-                if scored && rows != report.rows {
-                    t.query_errors += 1;
-                    t.error("query", format!("{rows} rows but {} scored", report.rows));
-                }
-                t.udf_rows += report.rows;
-                if !report.foreign.is_empty() {
-                    t.mixed_statements += 1;
-                    let msg = format!(
-                        "a statement on {} had rows by {:?}",
-                        report.udf_version, report.foreign
-                    );
-                    t.error("mixed", msg);
-                }
-                if report.wrong > 0 {
-                    if report.udf_version == WRONG {
-                        t.wrong_rows_bad += report.wrong;
+            Ok(seen) => {
+                t.samples.push((at, kind, took, seen.version.clone()));
+                t.record(kind, &seen);
+                if seen.wrong > 0 && kind == "score" {
+                    if seen.version == WRONG {
+                        t.wrong_rows_bad += seen.wrong;
                         shared.wrong_seen.store(true, Ordering::SeqCst);
                     } else {
-                        t.wrong_rows_good += report.wrong;
-                        let v = report.udf_version.clone();
-                        t.error("wrong", format!("{} wrong rows by {v}", report.wrong));
+                        t.wrong_rows_good += seen.wrong;
+                        let v = seen.version.clone();
+                        t.error("wrong", format!("{} wrong rows by {v}", seen.wrong));
                     }
                 }
-                if report.udf_version == WRONG && reverted_at.is_some_and(|at| started > at) {
+                if kind == "score"
+                    && seen.version == WRONG
+                    && reverted_at.is_some_and(|at| started > at)
+                {
                     t.after_revert += 1;
                     t.error(
                         "revert",
                         "a statement started after the revert ran on the reverted version",
                     );
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What one statement's rows said.
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    /// The version that served it (the first seen).
+    version: String,
+    rows: u64,
+    /// Rows or groups from another version than `version`.
+    mixed: bool,
+    /// Rows whose value is wrong.
+    wrong: u64,
+}
+
+impl Tally {
+    fn record(&mut self, kind: &str, seen: &Seen) {
+        match kind {
+            "score" => {
+                self.udf_rows += seen.rows;
+                if seen.mixed {
+                    self.mixed_statements += 1;
+                    self.error(
+                        "mixed",
+                        format!("a statement on {} mixed versions", seen.version),
+                    );
+                }
+            }
+            "tally" => {
+                self.tallies += 1;
+                if seen.mixed {
+                    self.tally_mixed += 1;
+                    self.error("tally", format!("a group mixed versions: {}", seen.version));
+                }
+                if seen.wrong > 0 {
+                    self.tally_wrong += 1;
+                    self.error("tally", "tally disagrees with count and sum");
+                }
+            }
+            "scan" => {
+                self.scans += 1;
+                self.scan_rows += seen.rows;
+                if seen.mixed {
+                    self.scan_mixed += 1;
+                    self.error("scan", format!("a scan on {} mixed versions", seen.version));
+                }
+                if seen.wrong > 0 {
+                    self.scan_wrong += 1;
+                    self.error(
+                        "scan",
+                        format!("a scan had {} wrong or missing rows", seen.wrong),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `score` over a sixteenth of `t`, with the version of every row.
+fn score_statement(conn: &Connection, bucket: i64) -> Result<Seen, String> {
+    let mut stmt = conn
+        .prepare_cached("SELECT x, score(x), score_by(x) FROM t WHERE id % 16 = ?1")
+        .map_err(|e| e.to_string())?;
+    let mut rows = stmt.query([bucket]).map_err(|e| e.to_string())?;
+    let mut seen = Seen::default();
+    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        let (x, score, by): (i64, i64, String) = (
+            row.get(0).map_err(|e| e.to_string())?,
+            row.get(1).map_err(|e| e.to_string())?,
+            row.get(2).map_err(|e| e.to_string())?,
+        );
+        if seen.rows == 0 {
+            seen.version = by;
+        } else if by != seen.version {
+            seen.mixed = true;
+        }
+        if score != reference_score(x) {
+            seen.wrong += 1;
+        }
+        seen.rows += 1;
+    }
+    Ok(seen)
+}
+
+/// `tally` next to SQL's own `count` and `sum` of the same rows.
+fn tally_statement(conn: &Connection, bucket: i64) -> Result<Seen, String> {
+    let (tally, count, sum): (String, i64, i64) = conn
+        .prepare_cached("SELECT tally(x), count(*), coalesce(sum(x), 0) FROM t WHERE id % 16 = ?1")
+        .and_then(|mut s| s.query_row([bucket], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+        .map_err(|e| e.to_string())?;
+    let mut parts = tally.rsplitn(3, ':');
+    let (s, n, version) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+    let right = n.and_then(|n| n.parse().ok()) == Some(count)
+        && s.and_then(|s| s.parse().ok()) == Some(sum);
+    Ok(Seen {
+        version: version.to_owned(),
+        rows: 1,
+        mixed: version.starts_with("MIXED"),
+        wrong: u64::from(!right),
+    })
+}
+
+/// A whole scan of `store`, with a pause every 100 rows if `slow`.
+fn scan_statement(conn: &Connection, slow: Option<Duration>) -> Result<Seen, String> {
+    let mut stmt = conn
+        .prepare_cached("SELECT k, v, version FROM store")
+        .map_err(|e| e.to_string())?;
+    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    let mut seen = Seen::default();
+    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        let (k, v, version): (i64, i64, String) = (
+            row.get(0).map_err(|e| e.to_string())?,
+            row.get(1).map_err(|e| e.to_string())?,
+            row.get(2).map_err(|e| e.to_string())?,
+        );
+        if seen.rows == 0 {
+            seen.version = version;
+        } else if version != seen.version {
+            seen.mixed = true;
+        }
+        if k != seen.rows as i64 || v != k * k {
+            seen.wrong += 1;
+        }
+        seen.rows += 1;
+        if let Some(pause) = slow.filter(|_| seen.rows.is_multiple_of(100)) {
+            thread::sleep(pause);
+        }
+    }
+    if seen.rows != STORE_ROWS {
+        seen.wrong += STORE_ROWS.abs_diff(seen.rows);
+    }
+    Ok(seen)
+}
+
+/// Rows the `store` plugin serves.
+const STORE_ROWS: u64 = 2_000;
+
+/// Scans `store` slowly (about a second each) until told to stop: the
+/// drain of a `store` version waits for the scan that holds it.
+fn scanner(shared: &Shared, db_path: &Path) -> Result<(), String> {
+    let conn = db::open(db_path).map_err(|e| e.to_string())?;
+    shared.hot.attach(&conn).map_err(|e| e.to_string())?;
+    while !shared.stop_clients.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let outcome = scan_statement(&conn, Some(Duration::from_millis(50)));
+        let took = started.elapsed().as_micros() as u64;
+        let at = started.duration_since(shared.started).as_secs_f64();
+        let mut t = shared.tally.lock();
+        t.queries += 1;
+        match outcome {
+            Ok(seen) => {
+                t.samples
+                    .push((at, "slow scan", took, seen.version.clone()));
+                t.record("scan", &seen);
+            }
+            Err(e) => {
+                t.query_errors += 1;
+                t.error("slow scan", e);
             }
         }
     }
@@ -327,7 +485,7 @@ fn pump(shared: &Shared, db_path: &Path) -> Result<(), String> {
 /// Compares the index with a rebuild, writers paused.
 fn index_equals_rebuild(shared: &Shared, conn: &Connection) -> Result<bool, String> {
     let _paused = shared.pause.write();
-    let call = shared.plugins.index.enter().map_err(|e| e.to_string())?;
+    let call = shared.index.enter().map_err(|e| e.to_string())?;
     let dump = call.plugin().call(b"X").map_err(|e| e.to_string())?;
     let index = check::decode_index(&dump).ok_or("the index dump does not decode")?;
     let rebuilt = check::rebuild_index(conn).map_err(|e| e.to_string())?;
@@ -359,6 +517,8 @@ fn round(r: usize) -> Vec<(&'static str, &'static str, Expect)> {
         ("udf", good, Expect::Reload),
         ("cdc", good, Expect::Reload),
         ("index", good, Expect::Reload),
+        ("agg", good, Expect::Reload),
+        ("store", good, Expect::Reload),
     ];
     if r % 4 == 1 {
         steps.push(("udf", "1.3.0", Expect::Refuse("ABI mismatch")));
@@ -413,10 +573,12 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
             format!("cdc_out={}\n", sink_path.display()).into_bytes(),
         ),
         ("index", Vec::new()),
+        ("agg", Vec::new()),
+        ("store", Vec::new()),
     ]
     .into_iter()
     .collect();
-    for kind in ["udf", "cdc", "index"] {
+    for kind in KINDS {
         deploy(&builds.path(kind, "1.0.0"), &live(kind)).map_err(|e| e.to_string())?;
         let package = loader.package(&live(kind)).map_err(|e| e.to_string())?;
         registry
@@ -424,11 +586,15 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
             .map_err(|r| r.to_string())?;
     }
     let handle = |name: &str| registry.handle(name).map_err(|e| e.to_string());
+    let mut report = Report::default();
+    for kind in KINDS {
+        report
+            .first_versions
+            .insert(kind.to_owned(), "1.0.0".to_owned());
+    }
     let shared = Arc::new(Shared {
-        plugins: Plugins {
-            udf: handle("udf")?,
-            index: handle("index")?,
-        },
+        hot: sql::hot(&registry),
+        index: handle("index")?,
         cdc: handle("cdc")?,
         stop_clients: AtomicBool::new(false),
         stop_pump: AtomicBool::new(false),
@@ -438,6 +604,7 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
         next_doc: AtomicI64::new(1),
         wrong_seen: AtomicBool::new(false),
         reverted_at: Mutex::new(None),
+        started,
         tally: Mutex::new(Tally::default()),
     });
 
@@ -463,14 +630,28 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
 
     let options = ReloadOptions::quiesced(Duration::from_secs(10));
     let drain = Duration::from_secs(30);
+    // The orchestrator's connection manages plugins from SQL too.
+    let deployer = sql::deployer(Arc::clone(&loader), configs["cdc"].clone(), options.clone());
+    shared
+        .hot
+        .attach_admin(&conn, deployer)
+        .map_err(|e| e.to_string())?;
     let mut watchers = BTreeMap::new();
-    for kind in ["udf", "cdc", "index"] {
+    for kind in KINDS {
         let auto = AutoReload::spawn_with_config(
             Arc::clone(&registry),
             Arc::clone(&loader),
             &live(kind),
             config.debounce,
-            options.clone(),
+            // The stateless kinds need no quiesce: the old version serves
+            // the statements that started on it (a slow scan for up to a
+            // second) while new ones go to the new version. The stateful
+            // ones carry state, streams and indexes across, quiesced.
+            if matches!(kind, "agg" | "store") {
+                ReloadOptions::immediate()
+            } else {
+                options.clone()
+            },
             drain,
             configs[kind].clone(),
         )
@@ -491,6 +672,17 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
             }
         }));
     }
+    let scanner_thread = {
+        let shared = Arc::clone(&shared);
+        let db_path = db_path.clone();
+        thread::spawn(move || {
+            if let Err(e) = scanner(&shared, &db_path) {
+                let mut t = shared.tally.lock();
+                t.query_errors += 1;
+                t.error("scanner", e);
+            }
+        })
+    };
     let pump_thread = {
         let shared = Arc::clone(&shared);
         let db_path = db_path.clone();
@@ -522,7 +714,6 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
         })
     });
 
-    let mut report = Report::default();
     // Let the load settle before the first deploy.
     thread::sleep(Duration::from_millis(300));
     for r in 0..config.rounds {
@@ -546,10 +737,18 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
             }
             thread::sleep(config.pause);
         }
+        if r % 6 == 4 {
+            shared.reload_epoch.fetch_add(1, Ordering::SeqCst);
+            if let Err(e) = manage_from_sql(&shared, &conn, builds, r, &stage, &mut report) {
+                report.unexpected.push(format!("from SQL, round {r}: {e}"));
+            }
+            shared.reload_epoch.fetch_add(1, Ordering::SeqCst);
+        }
     }
     // Let queries run on the last versions, then stop.
     thread::sleep(Duration::from_millis(300));
     shared.stop_clients.store(true, Ordering::SeqCst);
+    threads.push(scanner_thread);
     for t in threads {
         if t.join().is_err() {
             report
@@ -598,6 +797,14 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
         report.wrong_rows_bad = t.wrong_rows_bad;
         report.after_revert = t.after_revert;
         report.cdc_errors = t.cdc_errors;
+        report.tallies = t.tallies;
+        report.tally_wrong = t.tally_wrong;
+        report.tally_mixed = t.tally_mixed;
+        report.scans = t.scans;
+        report.scan_rows = t.scan_rows;
+        report.scan_mixed = t.scan_mixed;
+        report.scan_wrong = t.scan_wrong;
+        report.samples = std::mem::take(&mut t.samples);
         report.errors = std::mem::take(&mut t.errors);
         report.quiet_p50_us = check::quantile(&mut t.quiet_us, 0.5);
         report.quiet_p99_us = check::quantile(&mut t.quiet_us, 0.99);
@@ -607,10 +814,13 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
         report.reloading_queries = t.reloading_us.len() as u64;
     }
     report.stats = Some(registry.stats());
+    report.plugins_table = plugins_table(&conn).map_err(|e| e.to_string())?;
 
     // Everything that holds a version goes: the watchers, the handles, the
     // registry. Then no private copy may be left, nor any library mapped.
     drop(watchers);
+    // The orchestrator's connection holds the registry through its SQL objects.
+    drop(conn);
     drop(shared);
     drop(registry);
     report.copies_left = loader.copies();
@@ -649,6 +859,19 @@ fn deploy_one(
                 Some(exit) => format!("no outcome from the watcher: {exit}"),
                 None => "no outcome from the watcher".to_owned(),
             })?;
+    let at = shared.started.elapsed().as_secs_f64();
+    let mark = |what, drain| Mark {
+        at,
+        plugin: kind.to_owned(),
+        version: version.to_owned(),
+        what,
+        drain,
+    };
+    match &outcome {
+        Outcome::Reloaded { drained_in, .. } => report.marks.push(mark("deploy", *drained_in)),
+        Outcome::Refused { .. } => report.marks.push(mark("refused", None)),
+        _ => {}
+    }
     match (outcome, expect) {
         (Outcome::Reloaded { to, drained_in, .. }, Expect::Reload) => {
             if to.to_string() != version {
@@ -693,7 +916,8 @@ fn deploy_one(
         let reverted = registry
             .revert("udf", b"", ReloadOptions::quiesced(Duration::from_secs(10)))
             .map_err(|r| format!("revert refused: {r}"))?;
-        *shared.reverted_at.lock() = Some(Instant::now());
+        let reverted_at = Instant::now();
+        *shared.reverted_at.lock() = Some(reverted_at);
         for change in reverted.changes {
             report.revert_to = Some(change.to.to_string());
             change
@@ -701,10 +925,120 @@ fn deploy_one(
                 .old
                 .wait_timeout(Duration::from_secs(30))
                 .map_err(|_| "the reverted version did not drain")?;
+            report.marks.push(Mark {
+                at: reverted_at.duration_since(shared.started).as_secs_f64(),
+                plugin: "udf".to_owned(),
+                version: change.to.to_string(),
+                what: "revert",
+                drain: Some(reverted_at.elapsed()),
+            });
         }
         report.reverts += 1;
     }
     Ok(())
+}
+
+/// A DBA's session: `udf` deployed from SQL to the other good version
+/// and reverted back, then two deploys that must be refused with the
+/// version serving unchanged: a file that does not exist, and a library
+/// of another plugin.
+fn manage_from_sql(
+    shared: &Shared,
+    conn: &Connection,
+    builds: &Builds,
+    r: usize,
+    stage: &Path,
+    report: &mut Report,
+) -> Result<(), String> {
+    let serving = |conn: &Connection| -> Result<String, String> {
+        conn.query_row(
+            "SELECT version FROM reload_plugins WHERE name = 'udf'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| e.to_string())
+    };
+    let before = serving(conn)?;
+    let other = if r.is_multiple_of(2) {
+        "1.0.0"
+    } else {
+        "1.1.0"
+    };
+    let path = builds.path("udf", other);
+    let to: String = conn
+        .query_row(
+            "SELECT reload_deploy('udf', ?1)",
+            [path.to_string_lossy()],
+            |r| r.get(0),
+        )
+        .map_err(|e| format!("deploy: {e}"))?;
+    if to != other {
+        return Err(format!("deployed {to}, not {other}"));
+    }
+    let back: String = conn
+        .query_row("SELECT reload_revert('udf')", [], |r| r.get(0))
+        .map_err(|e| format!("revert: {e}"))?;
+    if back != before {
+        return Err(format!("reverted to {back}, not {before}"));
+    }
+    report.sql_deploys += 2;
+    let now = || shared.started.elapsed().as_secs_f64();
+    let sql_mark = |what, version: &str| Mark {
+        at: now(),
+        plugin: "udf".to_owned(),
+        version: version.to_owned(),
+        what,
+        drain: None,
+    };
+    report.marks.push(sql_mark("sql deploy", other));
+    report.marks.push(sql_mark("sql revert", &before));
+    let refusals = [
+        (stage.join("missing.so"), "cannot deploy `udf`"),
+        (builds.path("agg", "1.0.0"), "is plugin `agg`, not `udf`"),
+    ];
+    for (path, want) in refusals {
+        let e = conn
+            .query_row(
+                "SELECT reload_deploy('udf', ?1)",
+                [path.to_string_lossy()],
+                |r| r.get::<_, String>(0),
+            )
+            .map(|v| format!("deployed {v}"))
+            .unwrap_or_else(|e| e.to_string());
+        if !e.contains(want) {
+            return Err(format!("expected a refusal with `{want}`: {e}"));
+        }
+        if serving(conn)? != before {
+            return Err("a refused deploy changed the version".to_owned());
+        }
+        report.sql_refusals.push(e);
+        report.marks.push(sql_mark("sql refused", "?"));
+    }
+    Ok(())
+}
+
+/// `reload_plugins`, one line per plugin.
+fn plugins_table(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT name, version, generation, in_flight, draining, calls, errors, reloads, refusals, coalesce(revert_to, '-')
+         FROM reload_plugins ORDER BY name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(format!(
+            "{:<6} {:<6} gen {:<4} in flight {} draining {} calls {:<9} errors {} reloads {:<3} refusals {:<3} revert to {}",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, i64>(6)?,
+            r.get::<_, i64>(7)?,
+            r.get::<_, i64>(8)?,
+            r.get::<_, String>(9)?,
+        ))
+    })?;
+    rows.collect()
 }
 
 /// The recorder's figures, one line each, sorted.

@@ -35,7 +35,8 @@ fn scratch(name: &str) -> PathBuf {
 fn a_short_run_holds_every_invariant() {
     let config = Config {
         clients: 2,
-        rounds: 4,
+        // Round 3 deploys the wrong version; round 4 manages from SQL.
+        rounds: 5,
         initial_rows: 1_000,
         initial_docs: 100,
         live: false,
@@ -48,6 +49,16 @@ fn a_short_run_holds_every_invariant() {
     assert!(report.queries > 0 && report.udf_rows > 0);
     assert_eq!(report.query_errors, 0);
     assert_eq!(report.mixed_statements, 0);
+    // The aggregate and the storage backend ran, on one version each.
+    assert!(report.tallies > 0 && report.scans > 0);
+    assert_eq!((report.tally_wrong, report.tally_mixed), (0, 0));
+    assert_eq!((report.scan_wrong, report.scan_mixed), (0, 0));
+    assert_eq!(report.scan_rows % 2_000, 0);
+    // From SQL: a deploy and a revert, and two refusals naming the cause.
+    assert_eq!(report.sql_deploys, 2);
+    assert_eq!(report.sql_refusals.len(), 2, "{:?}", report.sql_refusals);
+    assert!(report.sql_refusals[1].contains("is plugin `agg`, not `udf`"));
+    assert_eq!(report.plugins_table.len(), 5, "{:?}", report.plugins_table);
     // Round 3 deployed the wrong version; it was noticed and reverted, and
     // no statement started after the revert ran on it.
     assert_eq!(report.reverts, 1);
@@ -58,9 +69,22 @@ fn a_short_run_holds_every_invariant() {
     assert_eq!(report.after_revert, 0);
     assert!(report.delivery.exact(), "{:?}", report.delivery);
     assert_eq!(report.sink_state_delivered, report.delivery.committed);
-    assert_eq!(report.reloads.get("cdc"), Some(&4));
-    // 4 rounds with an index deploy each, two refused ones, and the end.
-    assert_eq!(report.index_checks, 4 + 2 + 1);
+    assert_eq!(report.reloads.get("cdc"), Some(&5));
+    // 5 rounds with an index deploy each, two refused ones, and the end.
+    assert_eq!(report.index_checks, 5 + 2 + 1);
+    // The timeline draws.
+    let svg = scratch("timeline").join("timeline.svg");
+    sql_host::timeline::write(&report, &svg).expect("the timeline");
+    let svg = fs::read_to_string(&svg).expect("an SVG");
+    for text in [
+        "<svg",
+        "statement latency",
+        "versions serving",
+        "slow scan",
+        "store",
+    ] {
+        assert!(svg.contains(text), "the timeline lacks {text}");
+    }
     assert_eq!(report.index_mismatches, 0);
     let refusals = report.refusals.join("\n");
     for why in ["ABI mismatch", "schema 2", "cannot open"] {
