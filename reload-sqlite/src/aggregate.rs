@@ -24,15 +24,16 @@
 //! statement runs on the statement's version. A group with no rows is
 //! finalized on the version current then.
 
-use std::panic::AssertUnwindSafe;
+use std::ffi::c_int;
 use std::sync::Arc;
 
-use rusqlite::functions::{Aggregate, Context, FunctionFlags, WindowAggregate};
-use rusqlite::types::Value;
+use rusqlite::ffi;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
 
 use crate::error::HotError;
 use crate::plugin::SqlPlugin;
+use crate::raw;
 use crate::scope::Scope;
 use crate::shared::Shared;
 use crate::wire;
@@ -47,7 +48,7 @@ pub(crate) struct AggregateDef {
 }
 
 /// A group's accumulator: the scope whose lease steps it, and its bytes.
-pub(crate) struct Acc<P: SqlPlugin> {
+struct Acc<P: SqlPlugin> {
     scope: Arc<Scope<P>>,
     state: Vec<u8>,
     /// A step failed: the statement is failing, nothing more to compute.
@@ -59,36 +60,59 @@ struct Function<P: SqlPlugin> {
     def: AggregateDef,
 }
 
-type A<P> = AssertUnwindSafe<Acc<P>>;
-
 pub(crate) fn register<P: SqlPlugin>(
     conn: &Connection,
     shared: &Arc<Shared<P>>,
     def: &AggregateDef,
 ) -> rusqlite::Result<()> {
-    let f = Function {
+    let data = Box::new(Function {
         shared: Arc::clone(shared),
         def: def.clone(),
-    };
-    let flags = FunctionFlags::SQLITE_UTF8;
-    if def.window {
-        conn.create_window_function(def.sql_name.as_str(), def.n_args, flags, f)
-    } else {
-        conn.create_aggregate_function(def.sql_name.as_str(), def.n_args, flags, f)
+    });
+    let window = def.window;
+    // SAFETY: every callback takes `pApp` as the `Function<P>` given, and
+    // the aggregate context as a `*mut Acc<P>` slot.
+    unsafe {
+        raw::create(conn, &def.sql_name, def.n_args, data, |db, name, n, app| {
+            if window {
+                ffi::sqlite3_create_window_function(
+                    db,
+                    name,
+                    n,
+                    ffi::SQLITE_UTF8,
+                    app,
+                    Some(x_step::<P>),
+                    Some(x_final::<P>),
+                    Some(x_value::<P>),
+                    Some(x_inverse::<P>),
+                    Some(raw::destroy::<Function<P>>),
+                )
+            } else {
+                ffi::sqlite3_create_function_v2(
+                    db,
+                    name,
+                    n,
+                    ffi::SQLITE_UTF8,
+                    app,
+                    None,
+                    Some(x_step::<P>),
+                    Some(x_final::<P>),
+                    Some(raw::destroy::<Function<P>>),
+                )
+            }
+        })
     }
 }
 
-fn request(op: u8, state: &[u8], args: Option<&Context<'_>>) -> Result<Vec<u8>, wire::WireError> {
+fn request(op: u8, state: &[u8], args: &[ValueRef<'_>]) -> Result<Vec<u8>, wire::WireError> {
     let len =
         u32::try_from(state.len()).map_err(|_| wire::WireError::TooLong { len: state.len() })?;
     let mut out = Vec::with_capacity(5 + state.len() + 16);
     out.push(op);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(state);
-    if let Some(ctx) = args {
-        for i in 0..ctx.len() {
-            wire::encode(ctx.get_raw(i), &mut out)?;
-        }
+    for a in args {
+        wire::encode(*a, &mut out)?;
     }
     Ok(out)
 }
@@ -101,11 +125,11 @@ impl<P: SqlPlugin> Function<P> {
         }
     }
 
-    /// Steps (`s`) or inverts (`i`) the accumulator with the row in `ctx`.
-    fn fold(&self, op: u8, ctx: &Context<'_>, acc: &mut Acc<P>) -> rusqlite::Result<()> {
+    /// Steps (`s`) or inverts (`i`) the accumulator with a row.
+    fn fold(&self, op: u8, args: &[ValueRef<'_>], acc: &mut Acc<P>) -> Result<(), HotError> {
         let i = self.def.plugin;
         let result = (|| {
-            let input = request(op, &acc.state, Some(ctx)).map_err(|e| self.args_error(e))?;
+            let input = request(op, &acc.state, args).map_err(|e| self.args_error(e))?;
             acc.scope.count(i);
             let call = acc.scope.lease(i)?;
             self.shared.run(i, call, &input, |reply| Ok(reply.to_vec()))
@@ -117,66 +141,162 @@ impl<P: SqlPlugin> Function<P> {
             }
             Err(e) => {
                 acc.failed = true;
-                Err(e.into())
+                Err(e)
             }
         }
     }
 
     /// The result (`f`, `v`) of `state` on `scope`'s lease.
-    fn result(&self, op: u8, scope: &Scope<P>, state: &[u8]) -> rusqlite::Result<Value> {
+    fn result(&self, op: u8, scope: &Scope<P>, state: &[u8]) -> Result<Value, HotError> {
         let i = self.def.plugin;
-        let input = request(op, state, None).map_err(|e| self.args_error(e))?;
+        let input = request(op, state, &[]).map_err(|e| self.args_error(e))?;
         scope.count(i);
         let call = scope.lease(i)?;
-        let value = self.shared.run(i, call, &input, |reply| {
+        self.shared.run(i, call, &input, |reply| {
             wire::decode_one(reply).map_err(|source| HotError::Reply {
                 plugin: self.shared.plugins[i].clone(),
                 version: call.manifest().version().to_string(),
                 source,
             })
-        })?;
-        Ok(value)
-    }
-}
-
-impl<P: SqlPlugin> Aggregate<A<P>, Value> for Function<P> {
-    fn init(&self, ctx: &mut Context<'_>) -> rusqlite::Result<A<P>> {
-        let scope = Scope::of(&self.shared, ctx)?;
-        // Lease now: the group is on this version from its first row.
-        scope.lease(self.def.plugin)?;
-        Ok(AssertUnwindSafe(Acc {
-            scope,
-            state: Vec::new(),
-            failed: false,
-        }))
+        })
     }
 
-    fn step(&self, ctx: &mut Context<'_>, acc: &mut A<P>) -> rusqlite::Result<()> {
-        self.fold(b's', ctx, acc)
+    /// The group's accumulator, made at its first row on the statement's
+    /// scope (leased now: the group is on this version from its first row).
+    ///
+    /// # Safety
+    ///
+    /// `ctx` is a running step of this aggregate.
+    unsafe fn accumulator<'a>(
+        &self,
+        ctx: *mut ffi::sqlite3_context,
+    ) -> Result<&'a mut Acc<P>, HotError> {
+        // SAFETY: SQLite gives each group a zeroed slot the size of a
+        // pointer, the same at every call of the group, until `x_final`.
+        unsafe {
+            let size = c_int::try_from(std::mem::size_of::<*mut Acc<P>>()).unwrap_or(8);
+            let slot = ffi::sqlite3_aggregate_context(ctx, size).cast::<*mut Acc<P>>();
+            if slot.is_null() {
+                return Err(self.args_error(wire::WireError::Other("out of memory".into())));
+            }
+            if (*slot).is_null() {
+                let scope = match raw::statement_scope(ctx, &self.shared) {
+                    Some(p) => {
+                        // The accumulator holds the scope too: a new
+                        // reference to SQLite's.
+                        Arc::increment_strong_count(p);
+                        Arc::from_raw(p)
+                    }
+                    None => Arc::new(Scope::detached(&self.shared)),
+                };
+                scope.lease(self.def.plugin)?;
+                *slot = Box::into_raw(Box::new(Acc {
+                    scope,
+                    state: Vec::new(),
+                    failed: false,
+                }));
+            }
+            Ok(&mut **slot)
+        }
     }
 
-    fn finalize(&self, _: &mut Context<'_>, acc: Option<A<P>>) -> rusqlite::Result<Value> {
-        match acc {
+    /// Takes the group's accumulator (`x_final`), or borrows it
+    /// (`x_value`), if a row made one.
+    ///
+    /// # Safety
+    ///
+    /// `ctx` is a running final or value call of this aggregate.
+    unsafe fn existing(ctx: *mut ffi::sqlite3_context) -> *mut *mut Acc<P> {
+        // SAFETY: size 0 does not allocate: null if no row made the slot.
+        unsafe { ffi::sqlite3_aggregate_context(ctx, 0).cast::<*mut Acc<P>>() }
+    }
+
+    fn finish(&self, op: u8, acc: Option<&Acc<P>>) -> Result<Option<Value>, String> {
+        let r = match acc {
             Some(acc) if acc.failed => Ok(Value::Null),
-            Some(acc) => self.result(b'f', &acc.scope, &acc.state),
+            Some(acc) => self.result(op, &acc.scope, &acc.state),
             // No rows: the finalizing context has no statement scope to
             // read, so the call leases on its own.
-            None => self.result(b'f', &Scope::detached(&self.shared), &[]),
-        }
+            None => self.result(op, &Scope::detached(&self.shared), &[]),
+        };
+        r.map(Some).map_err(|e| e.to_string())
     }
 }
 
-impl<P: SqlPlugin> WindowAggregate<A<P>, Value> for Function<P> {
-    fn value(&self, acc: Option<&mut A<P>>) -> rusqlite::Result<Value> {
-        match acc {
-            Some(acc) if acc.failed => Ok(Value::Null),
-            Some(acc) => self.result(b'v', &acc.scope, &acc.state),
-            None => self.result(b'v', &Scope::detached(&self.shared), &[]),
-        }
-    }
+/// The row's arguments, collected.
+///
+/// # Safety
+///
+/// As [`raw::arg`].
+unsafe fn args<'a>(argc: c_int, argv: *mut *mut ffi::sqlite3_value) -> Vec<ValueRef<'a>> {
+    let n = usize::try_from(argc).unwrap_or(0);
+    // SAFETY: per the contract.
+    (0..n).map(|i| unsafe { raw::arg(argv, i) }).collect()
+}
 
-    fn inverse(&self, ctx: &mut Context<'_>, acc: &mut A<P>) -> rusqlite::Result<()> {
-        self.fold(b'i', ctx, acc)
+unsafe extern "C" fn x_step<P: SqlPlugin>(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: registered by `register`; `argv` holds `argc` values.
+    unsafe {
+        let f = raw::user_data::<Function<P>>(ctx);
+        raw::report(ctx, &f.def.sql_name, || {
+            let acc = f.accumulator(ctx).map_err(|e| e.to_string())?;
+            f.fold(b's', &args(argc, argv), acc)
+                .map(|()| None)
+                .map_err(|e| e.to_string())
+        });
+    }
+}
+
+unsafe extern "C" fn x_inverse<P: SqlPlugin>(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: as `x_step`.
+    unsafe {
+        let f = raw::user_data::<Function<P>>(ctx);
+        raw::report(ctx, &f.def.sql_name, || {
+            let acc = f.accumulator(ctx).map_err(|e| e.to_string())?;
+            f.fold(b'i', &args(argc, argv), acc)
+                .map(|()| None)
+                .map_err(|e| e.to_string())
+        });
+    }
+}
+
+unsafe extern "C" fn x_value<P: SqlPlugin>(ctx: *mut ffi::sqlite3_context) {
+    // SAFETY: registered by `register`; the slot, if any, holds the group's
+    // accumulator until `x_final`.
+    unsafe {
+        let f = raw::user_data::<Function<P>>(ctx);
+        raw::report(ctx, &f.def.sql_name, || {
+            let slot = Function::<P>::existing(ctx);
+            let acc = (!slot.is_null() && !(*slot).is_null()).then(|| &**slot);
+            f.finish(b'v', acc)
+        });
+    }
+}
+
+unsafe extern "C" fn x_final<P: SqlPlugin>(ctx: *mut ffi::sqlite3_context) {
+    // SAFETY: as `x_value`; the accumulator is taken out of its slot, so
+    // it is dropped exactly once, here, whatever happens.
+    unsafe {
+        let f = raw::user_data::<Function<P>>(ctx);
+        let slot = Function::<P>::existing(ctx);
+        let acc = if slot.is_null() || (*slot).is_null() {
+            None
+        } else {
+            Some(Box::from_raw(std::mem::replace(
+                &mut *slot,
+                std::ptr::null_mut(),
+            )))
+        };
+        raw::report(ctx, &f.def.sql_name, || f.finish(b'f', acc.as_deref()));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(acc)));
     }
 }
 

@@ -3,19 +3,20 @@
 //! a lease of the row's own).
 
 use std::cell::RefCell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ffi::c_int;
 use std::sync::Arc;
 
-use rusqlite::functions::{Context, FunctionFlags};
+use reload_core::registry::Call;
+use rusqlite::ffi;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
-use smallvec::SmallVec;
 
-use crate::error::{panic_message, HotError};
+use crate::error::HotError;
 use crate::plugin::SqlPlugin;
+use crate::raw;
 use crate::scope::Scope;
 use crate::shared::Shared;
-use crate::wire::{Codec, WireError};
+use crate::wire::Codec;
 
 /// A scalar function the host declared.
 #[derive(Clone)]
@@ -24,6 +25,11 @@ pub(crate) struct ScalarDef {
     pub n_args: i32,
     pub plugin: usize,
     pub codec: Arc<dyn Codec>,
+}
+
+struct Data<P: SqlPlugin> {
+    shared: Arc<Shared<P>>,
+    def: ScalarDef,
 }
 
 thread_local! {
@@ -38,42 +44,82 @@ pub(crate) fn register<P: SqlPlugin>(
     shared: &Arc<Shared<P>>,
     def: &ScalarDef,
 ) -> rusqlite::Result<()> {
-    let shared = Arc::clone(shared);
-    let d = def.clone();
+    let data = Box::new(Data {
+        shared: Arc::clone(shared),
+        def: def.clone(),
+    });
     // Not deterministic: a reload may change what it computes, so SQLite
     // must not fold calls across rows or statements.
-    conn.create_scalar_function(
-        def.sql_name.as_str(),
-        def.n_args,
-        FunctionFlags::SQLITE_UTF8,
-        move |ctx| call(&shared, &d, ctx),
-    )
+    // SAFETY: `x_func::<P>` and `destroy::<Data<P>>` take `pApp` as the
+    // `Data<P>` given.
+    unsafe {
+        raw::create(conn, &def.sql_name, def.n_args, data, |db, name, n, app| {
+            ffi::sqlite3_create_function_v2(
+                db,
+                name,
+                n,
+                ffi::SQLITE_UTF8,
+                app,
+                Some(x_func::<P>),
+                None,
+                None,
+                Some(raw::destroy::<Data<P>>),
+            )
+        })
+    }
 }
 
-fn call<P: SqlPlugin>(
+unsafe extern "C" fn x_func<P: SqlPlugin>(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: registered by `register` with a `Data<P>`; `argv` holds
+    // `argc` values for the length of this call.
+    unsafe {
+        let data = raw::user_data::<Data<P>>(ctx);
+        raw::report(ctx, &data.def.sql_name, || {
+            let n = usize::try_from(argc).unwrap_or(0);
+            let mut small = [ValueRef::Null; 4];
+            let mut large = Vec::new();
+            let args: &[ValueRef<'_>] = if n <= small.len() {
+                for (i, slot) in small.iter_mut().enumerate().take(n) {
+                    *slot = raw::arg(argv, i);
+                }
+                &small[..n]
+            } else {
+                large.extend((0..n).map(|i| raw::arg(argv, i)));
+                &large
+            };
+            call(&data.shared, &data.def, ctx, args)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        });
+    }
+}
+
+/// # Safety
+///
+/// `ctx` is the running call of a function of `shared`.
+unsafe fn call<P: SqlPlugin>(
     shared: &Arc<Shared<P>>,
     def: &ScalarDef,
-    ctx: &Context<'_>,
-) -> rusqlite::Result<Value> {
-    let args: SmallVec<[ValueRef<'_>; 4]> = (0..ctx.len()).map(|i| ctx.get_raw(i)).collect();
+    ctx: *mut ffi::sqlite3_context,
+    args: &[ValueRef<'_>],
+) -> Result<Value, HotError> {
     let mut buf = BUFFER
         .try_with(|b| std::mem::take(&mut *b.borrow_mut()))
         .unwrap_or_default();
     buf.clear();
-    let result = (|| -> rusqlite::Result<Value> {
-        let encoded = catch_unwind(AssertUnwindSafe(|| def.codec.encode(&args, &mut buf)))
-            .unwrap_or_else(|payload| {
-                Err(WireError::Other(format!(
-                    "the codec panicked: {}",
-                    panic_message(&*payload)
-                )))
-            });
-        encoded.map_err(|source| HotError::Arguments {
-            object: def.sql_name.clone(),
-            source,
-        })?;
+    let result = (|| {
+        def.codec
+            .encode(args, &mut buf)
+            .map_err(|source| HotError::Arguments {
+                object: def.sql_name.clone(),
+                source,
+            })?;
         let i = def.plugin;
-        let decode = |call: &reload_core::registry::Call<'_, P>| {
+        let decode = |call: &Call<'_, P>| {
             shared.run(i, call, &buf, |reply| {
                 def.codec.decode(reply).map_err(|source| HotError::Reply {
                     plugin: shared.plugins[i].clone(),
@@ -87,11 +133,23 @@ fn call<P: SqlPlugin>(
             shared.counters[i]
                 .calls
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(decode(&call)?)
-        } else {
-            let scope = Scope::of(shared, ctx)?;
-            scope.count(i);
-            Ok(decode(scope.lease(i)?)?)
+            return decode(&call);
+        }
+        // SAFETY: per the contract.
+        match unsafe { raw::statement_scope(ctx, shared) } {
+            Some(scope) => {
+                // SAFETY: SQLite keeps the scope until the statement is reset
+                // or finalized, which cannot happen during this call.
+                let scope: &Scope<P> = unsafe { &*scope };
+                scope.count(i);
+                decode(scope.lease(i)?)
+            }
+            None => {
+                // SQLite could not keep a scope (out of memory): this row's own.
+                let scope = Scope::detached(shared);
+                scope.count(i);
+                decode(scope.lease(i)?)
+            }
         }
     })();
     let _ = BUFFER.try_with(|b| *b.borrow_mut() = buf);

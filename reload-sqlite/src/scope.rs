@@ -44,7 +44,6 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
 use reload_core::registry::OwnedCall;
-use rusqlite::functions::Context;
 
 use crate::error::HotError;
 use crate::plugin::SqlPlugin;
@@ -78,16 +77,8 @@ impl<P: SqlPlugin> Scope<P> {
         }
     }
 
-    /// The statement's scope: the one its earlier calls made, or a new one.
-    pub(crate) fn of(shared: &Arc<Shared<P>>, ctx: &Context<'_>) -> rusqlite::Result<Arc<Self>> {
-        match ctx.get_aux::<Self>(shared.key)? {
-            Some(scope) => Ok(scope),
-            None => ctx.set_aux(shared.key, Scope::new(shared)),
-        }
-    }
-
-    /// A scope of its own, outside any statement (a per-row lease, a table
-    /// cursor, an aggregate with no rows).
+    /// A new scope: a statement's (kept by SQLite, `raw::statement_scope`),
+    /// or one of its own (a table cursor, an aggregate with no rows).
     pub(crate) fn detached(shared: &Arc<Shared<P>>) -> Self {
         Scope::new(shared)
     }

@@ -400,3 +400,105 @@ fn wire_int(input: &[u8]) -> i64 {
         _ => -1,
     }
 }
+
+#[test]
+fn every_sql_type_and_many_arguments_cross_intact() {
+    let f = Fixture::new();
+    // Echoes its arguments back as one BLOB of their wire encoding, and
+    // `first` returns its first argument.
+    f.register(
+        "echo",
+        "1.0.0",
+        Arc::new(|_, input| {
+            Ok(reload_sqlite::wire::encode_one(rusqlite::types::ValueRef::Blob(input)).unwrap())
+        }),
+    );
+    f.register(
+        "first",
+        "1.0.0",
+        Arc::new(|_, input| {
+            let args = reload_sqlite::wire::decode_all(input).map_err(|e| e.to_string())?;
+            Ok(reload_sqlite::wire::encode_one(args[0]).unwrap())
+        }),
+    );
+    let conn = table(1);
+    Hot::new(Arc::clone(&f.registry))
+        .scalar("echo", -1, "echo")
+        .scalar("first", -1, "first")
+        .attach(&conn)
+        .unwrap();
+    use rusqlite::types::Value;
+    let values = [
+        Value::Null,
+        Value::Integer(i64::MIN),
+        Value::Integer(i64::MAX),
+        Value::Real(-1.5e300),
+        Value::Text("ünïcode ✓".into()),
+        Value::Text(String::new()),
+        Value::Blob(vec![0, 1, 255]),
+        Value::Blob(Vec::new()),
+    ];
+    for v in &values {
+        let back: Value = conn
+            .query_row("SELECT first(?1)", [v], |r| r.get(0))
+            .unwrap();
+        // SQLite gives an empty BLOB back as an empty BLOB.
+        assert_eq!(&back, v);
+    }
+    // Nine arguments (past the fixed-size fast path).
+    let blob: Vec<u8> = conn
+        .query_row("SELECT echo(1, 2, 3, 4, 5, 6, 7, 8, 'nine')", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let args = reload_sqlite::wire::decode_all(&blob).unwrap();
+    assert_eq!(args.len(), 9);
+    assert_eq!(args[8], rusqlite::types::ValueRef::Text(b"nine"));
+}
+
+#[test]
+fn a_scalar_and_an_aggregate_of_one_statement_share_one_lease() {
+    let f = Fixture::new();
+    // One plugin serving both: as a scalar it returns its version; as an
+    // aggregate it keeps the version that stepped it.
+    let both: common::Behaviour =
+        Arc::new(
+            |version, input| match reload_sqlite::aggregate::parse_request(input) {
+                Ok((b's', acc, _)) if !acc.is_empty() && acc != version.as_bytes() => {
+                    Ok(b"MIXED".to_vec())
+                }
+                Ok((b's', _, _)) => Ok(version.as_bytes().to_vec()),
+                Ok((b'f', acc, _)) => Ok(reload_sqlite::wire::encode_one(
+                    rusqlite::types::ValueRef::Text(acc),
+                )
+                .unwrap()),
+                _ => version_text()(version, input),
+            },
+        );
+    f.register("both", "1.0.0", both);
+    let conn = table(100);
+    Hot::new(Arc::clone(&f.registry))
+        .scalar("ver", 0, "both")
+        .aggregate("agg_ver", 1, "both")
+        .attach(&conn)
+        .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT ver(), (SELECT agg_ver(x) FROM t) FROM t")
+        .unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    let mut n = 0;
+    while let Some(row) = rows.next().unwrap() {
+        if n == 3 {
+            f.reload(
+                "both",
+                "2.0.0",
+                Arc::new(|v, i| version_text()(v, i)),
+                ReloadOptions::immediate(),
+            );
+        }
+        let (a, b): (String, String) = (row.get(0).unwrap(), row.get(1).unwrap());
+        assert_eq!((a.as_str(), b.as_str()), ("1.0.0", "1.0.0"), "row {n}");
+        n += 1;
+    }
+    assert_eq!(n, 100);
+}
