@@ -20,6 +20,10 @@
 //! connection left open on the old version (stepped, not reset) holds it
 //! until the reload's timeout.
 
+
+// Deploy errors are large (names, paths, the registry's reason) and on
+// the cold path: a deploy, never a call. Boxing them would buy nothing.
+#![allow(clippy::result_large_err)]
 use std::marker::PhantomData;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,6 +41,7 @@ use rusqlite::vtab::{
 };
 use rusqlite::Connection;
 
+use crate::column;
 use crate::error::{panic_message, DeployError};
 use crate::plugin::SqlPlugin;
 use crate::shared::Shared;
@@ -126,6 +131,7 @@ impl Deployer<reload_core::dylib::DylibPlugin> for DylibDeployer {
 pub(crate) struct Admin<P: SqlPlugin> {
     pub shared: Arc<Shared<P>>,
     pub deployer: Arc<dyn Deployer<P>>,
+    pub columns: column::Columns,
 }
 
 impl<P: SqlPlugin> Clone for Admin<P> {
@@ -133,6 +139,7 @@ impl<P: SqlPlugin> Clone for Admin<P> {
         Admin {
             shared: Arc::clone(&self.shared),
             deployer: Arc::clone(&self.deployer),
+            columns: Arc::clone(&self.columns),
         }
     }
 }
@@ -200,8 +207,45 @@ impl<P: SqlPlugin> Admin<P> {
         self.counted(name, slot_failures, result)
     }
 
-    pub(crate) fn deploy(&self, name: &str, path: &str) -> Result<String, DeployError> {
+    /// Checks a probe of the version at `path` against every column
+    /// `name` encodes, on `conn`.
+    fn check_columns(&self, conn: &Connection, name: &str, path: &str) -> Result<(), DeployError> {
+        if column::of(&self.columns, name).next().is_none() {
+            return Ok(());
+        }
+        let package_error = |message: String| DeployError::Package {
+            plugin: name.to_owned(),
+            path: path.to_owned(),
+            message,
+        };
+        let probe = self
+            .deployer
+            .package(name, Path::new(path))
+            .map_err(|e| package_error(e.to_string()))?;
+        let version = probe.manifest().version().to_string();
+        let ready = reload_core::Plugin::new(probe.into_plugin())
+            .ready(self.deployer.context(name))
+            .map_err(|e| package_error(format!("the probe did not start: {e}")))?;
+        let checked = column::of(&self.columns, name).try_for_each(|c| {
+            column::check_column(conn, ready.get(), name, &version, &c.table, &c.column).map(drop)
+        });
+        // The probe never served: shut it down here, contained.
+        let mut plugin = ready.into_inner();
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            reload_core::Hooks::shutdown(&mut plugin)
+        }));
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(plugin)));
+        checked
+    }
+
+    pub(crate) fn deploy(
+        &self,
+        conn: &Connection,
+        name: &str,
+        path: &str,
+    ) -> Result<String, DeployError> {
         self.contained(name, || {
+            self.check_columns(conn, name, path)?;
             let package =
                 self.deployer
                     .package(name, Path::new(path))
@@ -256,7 +300,10 @@ pub(crate) fn register<P: SqlPlugin>(conn: &Connection, admin: &Admin<P>) -> rus
     conn.create_scalar_function("reload_deploy", 2, flags, move |ctx| {
         let name: String = ctx.get(0)?;
         let path: String = ctx.get(1)?;
-        Ok(a.deploy(&name, &path)?)
+        // SAFETY: the connection is used on this thread, inside this call
+        // (the column check reads the columns through it).
+        let conn = unsafe { ctx.get_connection()? };
+        Ok(a.deploy(&conn, &name, &path)?)
     })?;
     let a = admin.clone();
     conn.create_scalar_function("reload_revert", 1, flags, move |ctx| {

@@ -137,6 +137,23 @@ pub enum DeployError {
         /// The registry's reason.
         source: Box<RegistryError>,
     },
+    /// The new version of a column type cannot read a stored value
+    /// ([`crate::column`]).
+    #[error("`{plugin}` {version} cannot read {table}.{column} at rowid {rowid}: {reason}")]
+    Incompatible {
+        /// The plugin.
+        plugin: String,
+        /// The version refused.
+        version: String,
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The first row it cannot read.
+        rowid: i64,
+        /// Why.
+        reason: String,
+    },
     /// Managing plugins from SQL is not enabled on this connection for
     /// this plugin.
     #[error("plugin `{plugin}` is not managed from SQL here")]

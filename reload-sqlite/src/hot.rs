@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::admin::{self, Admin, Deployer};
 use crate::aggregate::{self, AggregateDef};
+use crate::column::{self, ColumnDef};
 use crate::plugin::SqlPlugin;
 use crate::scalar::{self, ScalarDef};
 use crate::scope;
@@ -70,6 +71,7 @@ pub struct Hot<P: SqlPlugin> {
     plugins: Vec<String>,
     objects: Vec<Object>,
     deployer: Option<Arc<dyn Deployer<P>>>,
+    columns: Vec<ColumnDef>,
     per_row: bool,
     shared: OnceLock<Arc<Shared<P>>>,
 }
@@ -96,6 +98,7 @@ impl<P: SqlPlugin> Hot<P> {
             plugins: Vec::new(),
             objects: Vec::new(),
             deployer: None,
+            columns: Vec::new(),
             per_row: false,
             shared: OnceLock::new(),
         }
@@ -178,6 +181,24 @@ impl<P: SqlPlugin> Hot<P> {
         self
     }
 
+    /// A column type: `name_encode(v)` and `name_decode(b)` served by
+    /// `plugin`, which encodes the values of `table.column`; a deploy of
+    /// `plugin` from SQL first checks the new version reads every value
+    /// stored there ([`crate::column`]). Declare it once per column the
+    /// plugin encodes.
+    #[must_use]
+    pub fn column_type(self, name: &str, plugin: &str, table: &str, column: &str) -> Self {
+        let mut hot = self
+            .scalar_with(&format!("{name}_encode"), 1, plugin, column::Encode)
+            .scalar_with(&format!("{name}_decode"), 1, plugin, column::Decode);
+        hot.columns.push(ColumnDef {
+            plugin: plugin.to_owned(),
+            table: table.to_owned(),
+            column: column.to_owned(),
+        });
+        hot
+    }
+
     /// Enables managing plugins from SQL ([`crate::admin`]):
     /// `reload_plugins`, `reload_deploy(name, path)` and
     /// `reload_revert(name)`, deploying through `deployer`.
@@ -234,6 +255,7 @@ impl<P: SqlPlugin> Hot<P> {
         let admin = Admin {
             shared: self.shared(),
             deployer: Arc::new(deployer),
+            columns: self.columns.clone().into(),
         };
         admin::register(conn, &admin).map_err(|source| AttachError::Sqlite {
             object: "reload_plugins".to_owned(),
@@ -278,6 +300,7 @@ impl<P: SqlPlugin> Hot<P> {
             let admin = Admin {
                 shared,
                 deployer: Arc::clone(deployer),
+                columns: self.columns.clone().into(),
             };
             admin::register(conn, &admin).map_err(sqlite("reload_plugins"))?;
         }

@@ -87,6 +87,7 @@
 
 pub mod admin;
 pub mod aggregate;
+pub mod column;
 mod error;
 mod hot;
 pub mod job;

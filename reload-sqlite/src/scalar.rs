@@ -107,6 +107,9 @@ unsafe fn call<P: SqlPlugin>(
     ctx: *mut ffi::sqlite3_context,
     args: &[ValueRef<'_>],
 ) -> Result<Value, HotError> {
+    if let Some(value) = def.codec.shortcut(args) {
+        return Ok(value);
+    }
     let mut buf = BUFFER
         .try_with(|b| std::mem::take(&mut *b.borrow_mut()))
         .unwrap_or_default();
