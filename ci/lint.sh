@@ -13,6 +13,9 @@ echo "== cargo clippy -p reload-core --no-default-features (a Slot-only build)"
 cargo clippy -p reload-core --lib --no-default-features -- -D warnings
 echo "== cargo clippy -p reload-core --no-default-features --features metrics"
 cargo clippy -p reload-core --lib --no-default-features --features metrics -- -D warnings
+echo "== cargo clippy -p reload-sqlite, each plugin kind (none, wasm)"
+cargo clippy -p reload-sqlite --all-targets --no-default-features -- -D warnings
+cargo clippy -p reload-sqlite --all-targets --features wasm -- -D warnings
 echo "== cargo doc -D warnings"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 RUSTDOCFLAGS=-Dwarnings cargo doc -p reload-core --no-deps --no-default-features

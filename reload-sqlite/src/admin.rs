@@ -20,7 +20,6 @@
 //! connection left open on the old version (stepped, not reset) holds it
 //! until the reload's timeout.
 
-
 // Deploy errors are large (names, paths, the registry's reason) and on
 // the cold path: a deploy, never a call. Boxing them would buy nothing.
 #![allow(clippy::result_large_err)]

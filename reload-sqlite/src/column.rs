@@ -21,7 +21,6 @@
 //! the stored bytes stay as they are. [`check_column`] is the same check
 //! for a host that deploys from Rust.
 
-
 // Deploy errors are large (names, paths, the registry's reason) and on
 // the cold path: a deploy, never a call. Boxing them would buy nothing.
 #![allow(clippy::result_large_err)]

@@ -85,6 +85,11 @@
 //! - `wasm`: [`SqlPlugin`] for WebAssembly modules
 //!   (`reload_core::wasm::WasmPlugin`).
 
+/// The crate's README, whose example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod admin;
 pub mod aggregate;
 pub mod column;

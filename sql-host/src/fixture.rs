@@ -11,6 +11,11 @@
 //! | `direct(x)` | the `udf` plugin library ([`Library`]) registered plainly with rusqlite: one lease held by the fixture, no reload machinery per row (the library's baseline) |
 //! | `score(x)` | the same library through `reload-sqlite`: the crate's statement scope |
 //! | `score_row(x)` | the same through `reload-sqlite` with a lease per row |
+//!
+//! Besides, for the other kinds: `tally(x)` (the `agg` library, an
+//! aggregate through `reload-sqlite`) and the table `store` (the `store`
+//! library, 2 000 rows, a virtual table through `reload-sqlite`), with
+//! [`stored`] a plain table of the same rows to compare a scan with.
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -153,10 +158,12 @@ impl Library {
         let builds = crate::plugins::build()?;
         let loader = Loader::new().map_err(|e| e.to_string())?;
         let registry = Arc::new(Registry::new(Unchecked));
-        let package = loader
-            .package(&builds.path("udf", "1.0.0"))
-            .map_err(|e| e.to_string())?;
-        registry.register(package, b"").map_err(|r| r.to_string())?;
+        for kind in ["udf", "agg", "store"] {
+            let package = loader
+                .package(&builds.path(kind, "1.0.0"))
+                .map_err(|e| e.to_string())?;
+            registry.register(package, b"").map_err(|r| r.to_string())?;
+        }
         let held = registry.enter_owned("udf").map_err(|e| e.to_string())?;
         conn.create_scalar_function("direct", 1, FunctionFlags::SQLITE_UTF8, move |ctx| {
             let x = ctx.get::<i64>(0)?;
@@ -165,6 +172,8 @@ impl Library {
         .map_err(|e| e.to_string())?;
         Hot::new(Arc::clone(&registry))
             .scalar_with("score", 1, "udf", UdfCodec { version: false })
+            .aggregate("tally", 1, "agg")
+            .table("store", "store", crate::sql::STORE_COLUMNS)
             .attach(conn)
             .map_err(|e| e.to_string())?;
         Hot::new(Arc::clone(&registry))
@@ -177,6 +186,20 @@ impl Library {
             _loader: loader,
         })
     }
+}
+
+/// A plain table `stored(k, v, version)` of the rows the `store` plugin
+/// serves.
+///
+/// # Errors
+///
+/// SQLite's.
+pub fn stored(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE stored(k INTEGER, v INTEGER, version TEXT);
+         WITH RECURSIVE n(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM n WHERE k + 1 < 2000)
+         INSERT INTO stored SELECT k, k * k, '1.0.0' FROM n;",
+    )
 }
 
 /// `SELECT sum(f(x)) FROM t`.
