@@ -23,7 +23,10 @@ pub mod stateful {}
 pub mod dylib {}
 
 #[cfg_attr(workspace_docs, doc = include_str!("../../docs/database-plugins.md"))]
-#[cfg_attr(not(workspace_docs), doc = "See `docs/database-plugins.md` in the repository.")]
+#[cfg_attr(
+    not(workspace_docs),
+    doc = "See `docs/database-plugins.md` in the repository."
+)]
 pub mod database_plugins {}
 
 #[cfg_attr(workspace_docs, doc = include_str!("../../docs/wasm.md"))]
@@ -36,15 +39,24 @@ pub mod wasm {}
 pub mod registry {}
 
 #[cfg_attr(workspace_docs, doc = include_str!("../../docs/verification.md"))]
-#[cfg_attr(not(workspace_docs), doc = "See `docs/verification.md` in the repository.")]
+#[cfg_attr(
+    not(workspace_docs),
+    doc = "See `docs/verification.md` in the repository."
+)]
 pub mod verification {}
 
 #[cfg_attr(workspace_docs, doc = include_str!("../../docs/performance.md"))]
-#[cfg_attr(not(workspace_docs), doc = "See `docs/performance.md` in the repository.")]
+#[cfg_attr(
+    not(workspace_docs),
+    doc = "See `docs/performance.md` in the repository."
+)]
 pub mod performance {}
 
 #[cfg_attr(workspace_docs, doc = include_str!("../../docs/lifecycle.md"))]
-#[cfg_attr(not(workspace_docs), doc = "See `docs/lifecycle.md` in the repository.")]
+#[cfg_attr(
+    not(workspace_docs),
+    doc = "See `docs/lifecycle.md` in the repository."
+)]
 pub mod lifecycle {}
 
 /// The workspace README; its example runs as a doctest, so it stays true.

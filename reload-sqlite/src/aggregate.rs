@@ -74,8 +74,9 @@ pub(crate) fn register<P: SqlPlugin>(
     // the aggregate context as a `*mut Acc<P>` slot.
     unsafe {
         raw::create(conn, &def.sql_name, def.n_args, data, |db, name, n, app| {
+            #[cfg(feature = "window")]
             if window {
-                ffi::sqlite3_create_window_function(
+                return ffi::sqlite3_create_window_function(
                     db,
                     name,
                     n,
@@ -86,8 +87,10 @@ pub(crate) fn register<P: SqlPlugin>(
                     Some(x_value::<P>),
                     Some(x_inverse::<P>),
                     Some(raw::destroy::<Function<P>>),
-                )
-            } else {
+                );
+            }
+            {
+                let _ = window;
                 ffi::sqlite3_create_function_v2(
                     db,
                     name,
@@ -251,6 +254,7 @@ unsafe extern "C" fn x_step<P: SqlPlugin>(
     }
 }
 
+#[cfg(feature = "window")]
 unsafe extern "C" fn x_inverse<P: SqlPlugin>(
     ctx: *mut ffi::sqlite3_context,
     argc: c_int,
@@ -268,6 +272,7 @@ unsafe extern "C" fn x_inverse<P: SqlPlugin>(
     }
 }
 
+#[cfg(feature = "window")]
 unsafe extern "C" fn x_value<P: SqlPlugin>(ctx: *mut ffi::sqlite3_context) {
     // SAFETY: registered by `register`; the slot, if any, holds the group's
     // accumulator until `x_final`.

@@ -151,7 +151,8 @@ impl<P: SqlPlugin> Hot<P> {
     }
 
     /// [`Hot::aggregate`], usable as a window function too (the plugin
-    /// also answers `i` and `v`).
+    /// also answers `i` and `v`). With the `window` feature (default).
+    #[cfg(feature = "window")]
     #[must_use]
     pub fn window(self, sql_name: &str, n_args: i32, plugin: &str) -> Self {
         self.aggregate_def(sql_name, n_args, plugin, true)

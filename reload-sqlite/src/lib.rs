@@ -68,7 +68,7 @@
 //! | declared with | SQL | the plugin's protocol |
 //! |---|---|---|
 //! | [`Hot::scalar`], [`Hot::scalar_with`] | `f(args)` | arguments in, one value out ([`wire`], or the host's [`Codec`]) |
-//! | [`Hot::aggregate`], [`Hot::window`] | `agg(args)`, `agg(args) OVER (..)` | an accumulator the host keeps ([`aggregate`]) |
+//! | [`Hot::aggregate`], `Hot::window` | `agg(args)`, `agg(args) OVER (..)` | an accumulator the host keeps ([`aggregate`]) |
 //! | [`Hot::table`] | `SELECT .. FROM name` | rows in batches, one version per scan ([`table`]) |
 //! | [`Hot::admin`] | `reload_plugins`, `reload_deploy`, `reload_revert` | ([`admin`]) |
 //!
@@ -84,6 +84,11 @@
 //!   ([`reload_core::dylib::DylibPlugin`]) and [`DylibDeployer`].
 //! - `wasm`: [`SqlPlugin`] for WebAssembly modules
 //!   (`reload_core::wasm::WasmPlugin`).
+//! - `window` (default): `Hot::window` (SQLite 3.25 or later).
+//! - `bundled`: SQLite compiled in (rusqlite's `bundled`); without it, the
+//!   system's.
+//! - `loadable_extension`: built into a SQLite extension (rusqlite's
+//!   `loadable_extension`; the workspace's `sqlite-ext/` is one).
 
 /// The crate's README, whose example runs as a doctest.
 #[cfg(doctest)]

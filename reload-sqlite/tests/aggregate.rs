@@ -151,6 +151,7 @@ fn an_empty_group_is_finalized_too() {
 }
 
 #[test]
+#[cfg(feature = "window")]
 fn a_window_function_runs_on_one_version() {
     let f = Fixture::new();
     f.register("sum", "1.0.0", tagged_sum(no_hook()));
