@@ -1,7 +1,8 @@
-//! The database: a SQLite file in WAL mode with two tables the clients
+//! The database: a SQLite file in WAL mode with the tables the clients
 //! write (`t`, scored by the `score` UDF; `docs`, indexed by the token
-//! index) and a change log filled by triggers, whose rowid is the change's
-//! position: the change-data sink's input.
+//! index; `prices`, whose amounts the `money` column type encodes), the
+//! background job's log, and a change log filled by triggers, whose rowid
+//! is the change's position: the change-data sink's input.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,6 +26,10 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, x INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS docs(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+-- Amounts stored by the `money` column type, beside their plain value.
+CREATE TABLE IF NOT EXISTS prices(id INTEGER PRIMARY KEY, cents INTEGER NOT NULL, amount BLOB);
+-- What the background job's ticks wrote.
+CREATE TABLE IF NOT EXISTS job_log(tick INTEGER NOT NULL, version TEXT NOT NULL);
 -- Positions are rowids: INTEGER PRIMARY KEY without AUTOINCREMENT takes
 -- max + 1, and rows are never deleted, so committed positions are 1, 2, 3...
 CREATE TABLE IF NOT EXISTS changes(

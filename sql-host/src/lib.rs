@@ -21,6 +21,12 @@
 //! - **`store`, a storage backend** (a virtual table): every scan, fast
 //!   or slow (a scanner thread reads it over about a second), must read
 //!   all 2 000 rows, right, from one version.
+//! - **`job`, a background job**: a tick every 20 ms logs the version
+//!   that ran it; a tick on a version shut down would fail (0 failures).
+//! - **`money`, a column type** of `prices.amount`: clients store amounts
+//!   through it and check every stored amount decodes to its plain value;
+//!   it is deployed from SQL only, a compatible version each time and one
+//!   that cannot read the stored amounts, refused on the real rows.
 //! - **management from SQL**: every sixth round the orchestrator's
 //!   connection deploys `udf` with `reload_deploy`, reverts it with
 //!   `reload_revert`, and has two deploys refused (a missing file, a
@@ -174,6 +180,16 @@ pub struct Report {
     pub scan_mixed: u64,
     /// Scans missing rows or with wrong values.
     pub scan_wrong: u64,
+    /// Ticks of the background job.
+    pub job_ticks: u64,
+    /// Of those, failed (a tick on a version shut down would fail).
+    pub job_failures: u64,
+    /// Versions the job's ticks ran on.
+    pub job_versions: u64,
+    /// Statements storing and checking amounts through the `money` column type.
+    pub money_checks: u64,
+    /// Amounts that decoded to another value.
+    pub money_wrong: u64,
     /// Deploys and reverts from SQL that committed.
     pub sql_deploys: u64,
     /// Deploys from SQL refused (as expected), with the SQL error.
@@ -233,6 +249,9 @@ impl Report {
             && self.scans > 0
             && self.scan_mixed == 0
             && self.scan_wrong == 0
+            && self.job_ticks > 0
+            && self.job_failures == 0
+            && self.money_wrong == 0
             && self.unexpected.is_empty()
             && self.copies_left == 0
             && self.mapped_left.unwrap_or(0) == 0
@@ -302,6 +321,15 @@ impl fmt::Display for Report {
             f,
             "store: {} scans ({} rows), {} on two versions, {} incomplete or wrong",
             self.scans, self.scan_rows, self.scan_mixed, self.scan_wrong
+        )?;
+        writeln!(
+            f,
+            "job: {} ticks on {} versions, {} failed; money: {} checks, {} amounts wrong",
+            self.job_ticks,
+            self.job_versions,
+            self.job_failures,
+            self.money_checks,
+            self.money_wrong
         )?;
         writeln!(
             f,

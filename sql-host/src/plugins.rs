@@ -1,5 +1,5 @@
 //! Building the plugin libraries the host deploys: each kind (`udf`, `cdc`,
-//! `index`, `agg`, `store`) is one crate under `plugins/`, built once per variant with
+//! `index`, `agg`, `store`, `job`, `money`) is one crate under `plugins/`, built once per variant with
 //! `RELOAD_PLUGIN_VERSION` (the manifest's version) and features (the
 //! variant's behaviour), each result copied aside under its own name.
 
@@ -107,6 +107,31 @@ pub const VARIANTS: &[Variant] = &[
         kind: "store",
         version: "1.1.0",
         feature: "",
+    },
+    Variant {
+        kind: "job",
+        version: "1.0.0",
+        feature: "",
+    },
+    Variant {
+        kind: "job",
+        version: "1.1.0",
+        feature: "",
+    },
+    Variant {
+        kind: "money",
+        version: "1.0.0",
+        feature: "",
+    },
+    Variant {
+        kind: "money",
+        version: "1.1.0",
+        feature: "",
+    },
+    Variant {
+        kind: "money",
+        version: "2.0.0",
+        feature: "tag2",
     },
 ];
 

@@ -16,6 +16,7 @@ use reload_core::dylib::{AutoReload, DylibPlugin, Loader, Outcome};
 use reload_core::registry::{Handle, Registry};
 use reload_core::verify::{Digest, HashPin};
 use reload_core::ReloadOptions;
+use reload_sqlite::job::Job;
 use reload_sqlite::Hot;
 use rusqlite::Connection;
 
@@ -25,7 +26,7 @@ use crate::sql::{self, reference_score};
 use crate::{db, Config, Mark, Report};
 
 /// Every plugin kind, each watched in its own file.
-const KINDS: [&str; 5] = ["udf", "cdc", "index", "agg", "store"];
+const KINDS: [&str; 6] = ["udf", "cdc", "index", "agg", "store", "job"];
 
 /// The version that returns wrong scores (deployed once, then reverted).
 const WRONG: &str = "1.2.0";
@@ -118,6 +119,8 @@ struct Tally {
     scan_rows: u64,
     scan_mixed: u64,
     scan_wrong: u64,
+    money_checks: u64,
+    money_wrong: u64,
     /// (seconds since the start, client kind, latency µs, version served).
     samples: Vec<(f64, &'static str, u64, String)>,
 }
@@ -221,7 +224,8 @@ fn client(shared: &Shared, db_path: &Path, seed: u64) -> Result<(), String> {
         let kind = match roll {
             60..=79 => "score",
             80..=87 => "tally",
-            88..=95 => "matches",
+            88..=94 => "matches",
+            95..=96 => "money",
             _ => "scan",
         };
         let bucket = rng.below(16) as i64;
@@ -229,6 +233,7 @@ fn client(shared: &Shared, db_path: &Path, seed: u64) -> Result<(), String> {
         let outcome = match kind {
             "score" => score_statement(&conn, bucket),
             "tally" => tally_statement(&conn, bucket),
+            "money" => money_statement(&conn, rng.below(1_000_000) as i64),
             "matches" => conn
                 .query_row(
                     "SELECT count(*) FROM docs WHERE matches(id, ?1)",
@@ -321,6 +326,13 @@ impl Tally {
                     self.error("tally", "tally disagrees with count and sum");
                 }
             }
+            "money" => {
+                self.money_checks += 1;
+                if seen.wrong > 0 {
+                    self.money_wrong += seen.wrong;
+                    self.error("money", format!("{} amounts decode wrong", seen.wrong));
+                }
+            }
             "scan" => {
                 self.scans += 1;
                 self.scan_rows += seen.rows;
@@ -382,6 +394,26 @@ fn tally_statement(conn: &Connection, bucket: i64) -> Result<Seen, String> {
         rows: 1,
         mixed: version.starts_with("MIXED"),
         wrong: u64::from(!right),
+    })
+}
+
+/// A price stored through the `money` column type, then every stored
+/// amount decoded and compared with its plain value.
+fn money_statement(conn: &Connection, cents: i64) -> Result<Seen, String> {
+    conn.prepare_cached("INSERT INTO prices(cents, amount) VALUES (?1, money_encode(?1))")
+        .and_then(|mut s| s.execute([cents]))
+        .map_err(|e| e.to_string())?;
+    let (rows, wrong): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT count(*), coalesce(sum(money_decode(amount) IS NOT cents), 0) FROM prices",
+        )
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(|e| e.to_string())?;
+    Ok(Seen {
+        version: String::new(),
+        rows: rows as u64,
+        mixed: false,
+        wrong: wrong as u64,
     })
 }
 
@@ -519,6 +551,7 @@ fn round(r: usize) -> Vec<(&'static str, &'static str, Expect)> {
         ("index", good, Expect::Reload),
         ("agg", good, Expect::Reload),
         ("store", good, Expect::Reload),
+        ("job", good, Expect::Reload),
     ];
     if r % 4 == 1 {
         steps.push(("udf", "1.3.0", Expect::Refuse("ABI mismatch")));
@@ -575,10 +608,13 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
         ("index", Vec::new()),
         ("agg", Vec::new()),
         ("store", Vec::new()),
+        ("job", Vec::new()),
+        ("money", Vec::new()),
     ]
     .into_iter()
     .collect();
-    for kind in KINDS {
+    // `money` is deployed from SQL only (its column check runs there).
+    for kind in KINDS.into_iter().chain(["money"]) {
         deploy(&builds.path(kind, "1.0.0"), &live(kind)).map_err(|e| e.to_string())?;
         let package = loader.package(&live(kind)).map_err(|e| e.to_string())?;
         registry
@@ -587,7 +623,7 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
     }
     let handle = |name: &str| registry.handle(name).map_err(|e| e.to_string());
     let mut report = Report::default();
-    for kind in KINDS {
+    for kind in KINDS.into_iter().chain(["money"]) {
         report
             .first_versions
             .insert(kind.to_owned(), "1.0.0".to_owned());
@@ -627,6 +663,14 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
             write_doc(&shared, &conn, id, &rng.body(), true)?;
         }
     }
+    // Stored amounts for the column type's check, written through it.
+    shared.hot.attach(&conn).map_err(|e| e.to_string())?;
+    conn.execute_batch(
+        "INSERT INTO prices(cents, amount)
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
+         SELECT i * 101, money_encode(i * 101) FROM n",
+    )
+    .map_err(|e| e.to_string())?;
 
     let options = ReloadOptions::quiesced(Duration::from_secs(10));
     let drain = Duration::from_secs(30);
@@ -672,6 +716,13 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
             }
         }));
     }
+    let job = Job::spawn(
+        Arc::clone(&registry),
+        "job",
+        Duration::from_millis(20),
+        db::open(&db_path).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
     let scanner_thread = {
         let shared = Arc::clone(&shared);
         let db_path = db_path.clone();
@@ -756,6 +807,17 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
                 .push("a client thread panicked".to_owned());
         }
     }
+    let job_stats = job.stop();
+    report.job_ticks = job_stats.ticks;
+    report.job_failures = job_stats.failures;
+    if let Some(e) = job_stats.last_error {
+        report.errors.push(format!("job: {e}"));
+    }
+    report.job_versions = conn
+        .query_row("SELECT count(DISTINCT version) FROM job_log", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|e| e.to_string())? as u64;
     shared.stop_pump.store(true, Ordering::SeqCst);
     match pump_thread.join() {
         Ok(Ok(())) => {}
@@ -805,7 +867,9 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
         report.scan_mixed = t.scan_mixed;
         report.scan_wrong = t.scan_wrong;
         report.samples = std::mem::take(&mut t.samples);
-        report.errors = std::mem::take(&mut t.errors);
+        report.errors.append(&mut t.errors);
+        report.money_checks = t.money_checks;
+        report.money_wrong = t.money_wrong;
         report.quiet_p50_us = check::quantile(&mut t.quiet_us, 0.5);
         report.quiet_p99_us = check::quantile(&mut t.quiet_us, 0.99);
         report.reloading_p50_us = check::quantile(&mut t.reloading_us, 0.5);
@@ -981,7 +1045,48 @@ fn manage_from_sql(
     if back != before {
         return Err(format!("reverted to {back}, not {before}"));
     }
-    report.sql_deploys += 2;
+    // The column type: a compatible version deploys; one that cannot read
+    // the stored amounts is refused on the real rows.
+    let money_other = if r.is_multiple_of(4) {
+        "1.1.0"
+    } else {
+        "1.0.0"
+    };
+    let to: String = conn
+        .query_row(
+            "SELECT reload_deploy('money', ?1)",
+            [builds.path("money", money_other).to_string_lossy()],
+            |r| r.get(0),
+        )
+        .map_err(|e| format!("money deploy: {e}"))?;
+    if to != money_other {
+        return Err(format!("money deployed {to}, not {money_other}"));
+    }
+    let e = conn
+        .query_row(
+            "SELECT reload_deploy('money', ?1)",
+            [builds.path("money", "2.0.0").to_string_lossy()],
+            |r| r.get::<_, String>(0),
+        )
+        .map(|v| format!("deployed {v}"))
+        .unwrap_or_else(|e| e.to_string());
+    if !e.contains("cannot read prices.amount") {
+        return Err(format!(
+            "money 2.0.0 should be refused on the stored rows: {e}"
+        ));
+    }
+    report.sql_refusals.push(e);
+    let at = shared.started.elapsed().as_secs_f64();
+    for (what, version) in [("sql deploy", money_other), ("sql refused", "2.0.0")] {
+        report.marks.push(Mark {
+            at,
+            plugin: "money".to_owned(),
+            version: version.to_owned(),
+            what,
+            drain: None,
+        });
+    }
+    report.sql_deploys += 3;
     let now = || shared.started.elapsed().as_secs_f64();
     let sql_mark = |what, version: &str| Mark {
         at: now(),

@@ -9,6 +9,8 @@
 //! | `matches(id, term)` | `index` | scalar over the token index |
 //! | `tally(x)` | `agg` | aggregate: `version:rows:sum` |
 //! | `store(k, v, version)` | `store` | storage backend (virtual table) |
+//! | `money_encode(c)`, `money_decode(b)` | `money` | column type of `prices.amount` |
+//! | (a background job) | `job` | `reload_sqlite::job::Job`, a tick every 20 ms |
 //! | `reload_plugins`, `reload_deploy`, `reload_revert` | | management, on the orchestrator's connection only ([`deployer`]) |
 
 use std::sync::Arc;
@@ -96,6 +98,7 @@ pub fn hot(registry: &Arc<Registry<DylibPlugin>>) -> Hot<DylibPlugin> {
         .scalar_with("matches", 2, "index", MatchesCodec)
         .aggregate("tally", 1, "agg")
         .table("store", "store", STORE_COLUMNS)
+        .column_type("money", "money", "prices", "amount")
 }
 
 /// The orchestrator's deployer: loading through `loader`, with `cdc`'s

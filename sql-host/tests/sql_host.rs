@@ -54,11 +54,33 @@ fn a_short_run_holds_every_invariant() {
     assert_eq!((report.tally_wrong, report.tally_mixed), (0, 0));
     assert_eq!((report.scan_wrong, report.scan_mixed), (0, 0));
     assert_eq!(report.scan_rows % 2_000, 0);
-    // From SQL: a deploy and a revert, and two refusals naming the cause.
-    assert_eq!(report.sql_deploys, 2);
-    assert_eq!(report.sql_refusals.len(), 2, "{:?}", report.sql_refusals);
-    assert!(report.sql_refusals[1].contains("is plugin `agg`, not `udf`"));
-    assert_eq!(report.plugins_table.len(), 5, "{:?}", report.plugins_table);
+    // From SQL: udf deployed and reverted, money deployed; three refusals
+    // naming the cause (a missing file, another plugin's library, a column
+    // type that cannot read the stored amounts).
+    assert_eq!(report.sql_deploys, 3);
+    assert_eq!(report.sql_refusals.len(), 3, "{:?}", report.sql_refusals);
+    for why in [
+        "cannot deploy `udf`",
+        "is plugin `agg`, not `udf`",
+        "cannot read prices.amount at rowid 1",
+    ] {
+        assert!(
+            report.sql_refusals.iter().any(|r| r.contains(why)),
+            "no refusal for {why}: {:?}",
+            report.sql_refusals
+        );
+    }
+    assert_eq!(report.plugins_table.len(), 7, "{:?}", report.plugins_table);
+    // The job ticked on more than one version and never failed; every
+    // stored amount decoded right.
+    assert!(
+        report.job_ticks > 0 && report.job_versions >= 2,
+        "{} ticks on {} versions",
+        report.job_ticks,
+        report.job_versions
+    );
+    assert_eq!((report.job_failures, report.money_wrong), (0, 0));
+    assert!(report.money_checks > 0);
     // Round 3 deployed the wrong version; it was noticed and reverted, and
     // no statement started after the revert ran on it.
     assert_eq!(report.reverts, 1);
