@@ -182,9 +182,7 @@ pub(crate) unsafe fn create<T>(
     data: Box<T>,
     register: impl FnOnce(*mut ffi::sqlite3, *const c_char, c_int, *mut c_void) -> c_int,
 ) -> rusqlite::Result<()> {
-    let name = CString::new(name).map_err(|_| {
-        rusqlite::Error::InvalidFunctionParameterType(0, rusqlite::types::Type::Text)
-    })?;
+    let name = CString::new(name).map_err(rusqlite::Error::NulError)?;
     // SAFETY: the handle is the connection's, used on this thread.
     let db = unsafe { conn.handle() };
     let rc = register(db, name.as_ptr(), n_args, Box::into_raw(data).cast());

@@ -502,3 +502,36 @@ fn a_scalar_and_an_aggregate_of_one_statement_share_one_lease() {
     }
     assert_eq!(n, 100);
 }
+
+#[test]
+fn declarations_sqlite_cannot_take_are_refused_at_attach() {
+    let f = Fixture::new();
+    let conn = table(1);
+    for (hot, why) in [
+        (
+            Hot::new(Arc::clone(&f.registry)).scalar("bad\0name", 1, "v"),
+            "nul",
+        ),
+        (
+            Hot::new(Arc::clone(&f.registry)).scalar("many", 32_767, "v"),
+            "arity",
+        ),
+        (
+            Hot::new(Arc::clone(&f.registry)).scalar("neg", -2, "v"),
+            "arity",
+        ),
+        (
+            Hot::new(Arc::clone(&f.registry)).aggregate("agg\0", 1, "v"),
+            "nul",
+        ),
+    ] {
+        let e = hot.attach(&conn).unwrap_err();
+        assert!(
+            matches!(e, reload_sqlite::AttachError::Sqlite { .. }),
+            "{why}: {e}"
+        );
+    }
+    // The connection is untouched and usable.
+    let one: i64 = conn.query_row("SELECT 1", [], |r| r.get(0)).unwrap();
+    assert_eq!(one, 1);
+}
