@@ -535,3 +535,34 @@ fn declarations_sqlite_cannot_take_are_refused_at_attach() {
     let one: i64 = conn.query_row("SELECT 1", [], |r| r.get(0)).unwrap();
     assert_eq!(one, 1);
 }
+
+#[test]
+fn attaching_twice_replaces_the_objects_and_keeps_serving() {
+    let f = Fixture::new();
+    f.register("v", "1.0.0", version_text());
+    let conn = table(10);
+    let hot = Hot::new(Arc::clone(&f.registry))
+        .scalar("v", 1, "v")
+        .aggregate("vv", 1, "v")
+        .table("vt", "v", &["a"]);
+    hot.attach(&conn).unwrap();
+    // A second attach (a pool re-initialising a connection) replaces them.
+    hot.attach(&conn).unwrap();
+    let (v, vv): (String, String) = conn
+        .query_row("SELECT v(1), (SELECT vv(x) FROM t)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((v.as_str(), vv.as_str()), ("1.0.0", "1.0.0"));
+    // The table is there (its plugin does not speak the table protocol:
+    // a SQL error naming it, not a missing table).
+    let e = conn
+        .query_row("SELECT a FROM vt", [], |r| r.get::<_, String>(0))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("plugin `v` 1.0.0 returned a bad reply"), "{e}");
+    drop(hot);
+    // The objects outlive the `Hot` that declared them.
+    let v: String = conn.query_row("SELECT v(1)", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, "1.0.0");
+}
