@@ -135,7 +135,7 @@ impl<P: SqlPlugin> Function<P> {
             let input = request(op, &acc.state, args).map_err(|e| self.args_error(e))?;
             acc.scope.count(i);
             let call = acc.scope.lease(i)?;
-            self.shared.run(i, call, &input, |reply| Ok(reply.to_vec()))
+            self.shared.run(i, call, &input, <[u8]>::to_vec)
         })();
         match result {
             Ok(state) => {
@@ -155,13 +155,7 @@ impl<P: SqlPlugin> Function<P> {
         let input = request(op, state, &[]).map_err(|e| self.args_error(e))?;
         scope.count(i);
         let call = scope.lease(i)?;
-        self.shared.run(i, call, &input, |reply| {
-            wire::decode_one(reply).map_err(|source| HotError::Reply {
-                plugin: self.shared.plugins[i].clone(),
-                version: call.manifest().version().to_string(),
-                source,
-            })
-        })
+        self.shared.run_decoding(i, call, &input, wire::decode_one)
     }
 
     /// The group's accumulator, made at its first row on the statement's

@@ -123,13 +123,7 @@ unsafe fn call<P: SqlPlugin>(
             })?;
         let i = def.plugin;
         let decode = |call: &Call<'_, P>| {
-            shared.run(i, call, &buf, |reply| {
-                def.codec.decode(reply).map_err(|source| HotError::Reply {
-                    plugin: shared.plugins[i].clone(),
-                    version: call.manifest().version().to_string(),
-                    source,
-                })
-            })
+            shared.run_decoding(i, call, &buf, |reply| def.codec.decode(reply))
         };
         if shared.per_row {
             let call = shared.enter(i)?;

@@ -11,6 +11,7 @@ use reload_core::registry::{Call, OwnedCall, Registry};
 
 use crate::error::{panic_message, HotError};
 use crate::plugin::SqlPlugin;
+use crate::wire::WireError;
 
 /// One plugin's counters, kept by the crate (the registry keeps the rest).
 #[derive(Debug, Default)]
@@ -66,27 +67,76 @@ impl<P: SqlPlugin> Shared<P> {
         i: usize,
         call: &Call<'_, P>,
         input: &[u8],
-        reply: impl FnOnce(&[u8]) -> Result<R, HotError>,
+        reply: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, HotError> {
-        let version = || call.manifest().version().to_string();
-        let plugin = || self.plugins[i].clone();
-        let ran = catch_unwind(AssertUnwindSafe(|| call.plugin().call_sql(input, reply)));
-        let result = match ran {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(HotError::Call {
-                plugin: plugin(),
-                version: version(),
-                message: e.to_string(),
-            }),
-            Err(payload) => Err(HotError::Panicked {
-                plugin: plugin(),
-                version: version(),
-                message: panic_message(&*payload),
-            }),
-        };
-        if let Err(e) = &result {
-            self.counters[i].failed(e);
+        match catch_unwind(AssertUnwindSafe(|| call.plugin().call_sql(input, reply))) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(self.call_failed(i, call, e.to_string(), false)),
+            Err(payload) => Err(self.call_failed(i, call, panic_message(&*payload), true)),
         }
-        result
+    }
+
+    /// [`Shared::run`] with a reply to decode: a reply that does not is
+    /// [`HotError::Reply`], named and counted. The decoder's error is small,
+    /// so a row that succeeds moves no large error type around.
+    pub fn run_decoding<R>(
+        &self,
+        i: usize,
+        call: &Call<'_, P>,
+        input: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<R, WireError>,
+    ) -> Result<R, HotError> {
+        match self.run(i, call, input, decode)? {
+            Ok(r) => Ok(r),
+            Err(source) => Err(self.bad_reply(i, call, source)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_reply(&self, i: usize, call: &Call<'_, P>, source: WireError) -> HotError {
+        let e = HotError::Reply {
+            plugin: self.plugins[i].clone(),
+            version: call.manifest().version().to_string(),
+            source,
+        };
+        self.failed(i, e)
+    }
+
+    /// Counts a failure of plugin `i` (off the call path: rows that
+    /// succeed never come here).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn failed(&self, i: usize, e: HotError) -> HotError {
+        self.counters[i].failed(&e);
+        e
+    }
+
+    /// Names and counts a failed or panicked call of plugin `i`.
+    #[cold]
+    #[inline(never)]
+    fn call_failed(
+        &self,
+        i: usize,
+        call: &Call<'_, P>,
+        message: String,
+        panicked: bool,
+    ) -> HotError {
+        let plugin = self.plugins[i].clone();
+        let version = call.manifest().version().to_string();
+        let e = if panicked {
+            HotError::Panicked {
+                plugin,
+                version,
+                message,
+            }
+        } else {
+            HotError::Call {
+                plugin,
+                version,
+                message,
+            }
+        };
+        self.failed(i, e)
     }
 }

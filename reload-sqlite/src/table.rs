@@ -185,38 +185,40 @@ impl<P: SqlPlugin> HotCursor<'_, P> {
             request[0] = b'S';
             request[1..].copy_from_slice(&position.to_le_bytes());
             self.scope.count(i);
-            let (next, rows) = shared.run(i, call, &request, |reply| {
-                let bad = |source| HotError::Reply {
-                    plugin: shared.plugins[i].clone(),
-                    version: version(),
-                    source,
-                };
-                let (head, mut rest) = reply
-                    .split_first_chunk::<8>()
-                    .ok_or(bad(wire::WireError::Truncated { at: 0 }))?;
-                let next = u64::from_le_bytes(*head);
-                let mut rows = Vec::new();
-                while !rest.is_empty() {
-                    let mut got = 0;
-                    while got < want && !rest.is_empty() {
-                        let at = reply.len() - rest.len();
-                        let (value, after) = wire::decode_at(rest, at).map_err(bad)?;
-                        rows.push(Value::from(value));
-                        rest = after;
-                        got += 1;
+            let (next, rows) = shared
+                .run(i, call, &request, |reply| {
+                    let bad = |source| HotError::Reply {
+                        plugin: shared.plugins[i].clone(),
+                        version: version(),
+                        source,
+                    };
+                    let (head, mut rest) = reply
+                        .split_first_chunk::<8>()
+                        .ok_or(bad(wire::WireError::Truncated { at: 0 }))?;
+                    let next = u64::from_le_bytes(*head);
+                    let mut rows = Vec::new();
+                    while !rest.is_empty() {
+                        let mut got = 0;
+                        while got < want && !rest.is_empty() {
+                            let at = reply.len() - rest.len();
+                            let (value, after) = wire::decode_at(rest, at).map_err(bad)?;
+                            rows.push(Value::from(value));
+                            rest = after;
+                            got += 1;
+                        }
+                        if got != want {
+                            return Err(HotError::Columns {
+                                plugin: shared.plugins[i].clone(),
+                                version: version(),
+                                table: self.aux.def.name.clone(),
+                                got,
+                                want,
+                            });
+                        }
                     }
-                    if got != want {
-                        return Err(HotError::Columns {
-                            plugin: shared.plugins[i].clone(),
-                            version: version(),
-                            table: self.aux.def.name.clone(),
-                            got,
-                            want,
-                        });
-                    }
-                }
-                Ok((next, rows))
-            })?;
+                    Ok((next, rows))
+                })?
+                .map_err(|e| shared.failed(i, e))?;
             self.next = (next != u64::MAX).then_some(next);
             if !rows.is_empty() {
                 self.rows = rows;
