@@ -84,7 +84,7 @@ impl Codec for Decode {
 }
 
 fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
+    format!("\"{}\"", rusqlite::vtab::escape_double_quote(identifier))
 }
 
 /// Decodes every non-NULL value of `table.column` on `conn` with `plugin`
