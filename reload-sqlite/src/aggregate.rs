@@ -231,21 +231,37 @@ unsafe fn args<'a>(argc: c_int, argv: *mut *mut ffi::sqlite3_value) -> Vec<Value
     (0..n).map(|i| unsafe { raw::arg(argv, i) }).collect()
 }
 
+/// Folds the row into the group's accumulator with `op` (`s` or `i`).
+///
+/// # Safety
+///
+/// `ctx` is a running step or inverse of an aggregate registered by
+/// `register`; `argv` holds `argc` values.
+unsafe fn fold_row<P: SqlPlugin>(
+    op: u8,
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        let f = raw::user_data::<Function<P>>(ctx);
+        raw::report(ctx, &f.def.sql_name, || {
+            let acc = f.accumulator(ctx).map_err(|e| e.to_string())?;
+            f.fold(op, &args(argc, argv), acc)
+                .map(|()| None)
+                .map_err(|e| e.to_string())
+        });
+    }
+}
+
 unsafe extern "C" fn x_step<P: SqlPlugin>(
     ctx: *mut ffi::sqlite3_context,
     argc: c_int,
     argv: *mut *mut ffi::sqlite3_value,
 ) {
-    // SAFETY: registered by `register`; `argv` holds `argc` values.
-    unsafe {
-        let f = raw::user_data::<Function<P>>(ctx);
-        raw::report(ctx, &f.def.sql_name, || {
-            let acc = f.accumulator(ctx).map_err(|e| e.to_string())?;
-            f.fold(b's', &args(argc, argv), acc)
-                .map(|()| None)
-                .map_err(|e| e.to_string())
-        });
-    }
+    // SAFETY: SQLite calls it as the step of an aggregate of `register`.
+    unsafe { fold_row::<P>(b's', ctx, argc, argv) }
 }
 
 #[cfg(feature = "window")]
@@ -254,16 +270,9 @@ unsafe extern "C" fn x_inverse<P: SqlPlugin>(
     argc: c_int,
     argv: *mut *mut ffi::sqlite3_value,
 ) {
-    // SAFETY: as `x_step`.
-    unsafe {
-        let f = raw::user_data::<Function<P>>(ctx);
-        raw::report(ctx, &f.def.sql_name, || {
-            let acc = f.accumulator(ctx).map_err(|e| e.to_string())?;
-            f.fold(b'i', &args(argc, argv), acc)
-                .map(|()| None)
-                .map_err(|e| e.to_string())
-        });
-    }
+    // SAFETY: SQLite calls it as the inverse of a window function of
+    // `register`.
+    unsafe { fold_row::<P>(b'i', ctx, argc, argv) }
 }
 
 #[cfg(feature = "window")]

@@ -131,23 +131,8 @@ fn every_way_of_running_a_statement_gives_its_leases_back() {
 #[test]
 fn a_reload_from_inside_a_call_does_not_reach_the_rest_of_the_statement() {
     let f = Fixture::new();
-    let registry = Arc::downgrade(&f.registry);
-    let calls = Arc::new(AtomicU64::new(0));
-    let after = Arc::clone(&f.after_shutdown);
-    let c = Arc::clone(&calls);
-    let reloading: common::Behaviour = Arc::new(move |version, input| {
-        // At the 500th row, the plugin itself reloads to 2.0.0.
-        if c.fetch_add(1, SeqCst) == 499 {
-            if let Some(registry) = registry.upgrade() {
-                let fx = Fixture {
-                    registry,
-                    after_shutdown: Arc::clone(&after),
-                };
-                fx.reload("v", "2.0.0", version_text(), ReloadOptions::immediate());
-            }
-        }
-        version_text()(version, input)
-    });
+    // At the 500th row, the plugin itself reloads to 2.0.0.
+    let reloading = f.reloading_at(499, "v", "2.0.0", version_text(), version_text());
     f.register("v", "1.0.0", reloading);
     let conn = table(1000);
     Hot::new(Arc::clone(&f.registry))
@@ -253,24 +238,9 @@ fn a_statement_run_from_inside_a_call_is_a_statement_of_its_own() {
 #[test]
 fn each_firing_of_a_trigger_is_on_one_version() {
     let f = Fixture::new();
-    let registry = Arc::downgrade(&f.registry);
-    let after = Arc::clone(&f.after_shutdown);
-    let calls = Arc::new(AtomicU64::new(0));
-    let c = Arc::clone(&calls);
     // The 11th call (the first of firing 6) reloads: the second call of
     // that firing must stay on 1.0.0.
-    let reloading: common::Behaviour = Arc::new(move |version, input| {
-        if c.fetch_add(1, SeqCst) == 10 {
-            if let Some(registry) = registry.upgrade() {
-                let fx = Fixture {
-                    registry,
-                    after_shutdown: Arc::clone(&after),
-                };
-                fx.reload("v", "2.0.0", version_text(), ReloadOptions::immediate());
-            }
-        }
-        version_text()(version, input)
-    });
+    let reloading = f.reloading_at(10, "v", "2.0.0", version_text(), version_text());
     f.register("v", "1.0.0", reloading);
     let conn = table(0);
     Hot::new(Arc::clone(&f.registry))

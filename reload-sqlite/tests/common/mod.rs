@@ -104,6 +104,40 @@ impl Fixture {
             .unwrap()
     }
 
+    /// `inner`, which at its call number `at` (from 0) first reloads
+    /// plugin `name` to `version` (immediately, from inside the call) with
+    /// `next`. Holds the registry weakly: the behaviour lives in it.
+    pub fn reloading_at(
+        &self,
+        at: u64,
+        name: &str,
+        version: &str,
+        next: Behaviour,
+        inner: Behaviour,
+    ) -> Behaviour {
+        let registry = Arc::downgrade(&self.registry);
+        let after = Arc::clone(&self.after_shutdown);
+        let calls = AtomicU64::new(0);
+        let (name, version) = (name.to_owned(), version.to_owned());
+        Arc::new(move |v, input| {
+            if calls.fetch_add(1, SeqCst) == at {
+                if let Some(registry) = registry.upgrade() {
+                    let fx = Fixture {
+                        registry,
+                        after_shutdown: Arc::clone(&after),
+                    };
+                    fx.reload(
+                        &name,
+                        &version,
+                        Arc::clone(&next),
+                        ReloadOptions::immediate(),
+                    );
+                }
+            }
+            inner(v, input)
+        })
+    }
+
     pub fn calls_after_shutdown(&self) -> u64 {
         self.after_shutdown.load(SeqCst)
     }
