@@ -173,8 +173,15 @@ mod tests {
     use super::*;
     use std::sync::Barrier;
 
+    /// The shard bitmap is process-wide and the test harness runs tests in
+    /// parallel: while one test holds every shard with `SHARDS + 4` live
+    /// threads, another cannot expect a free one. The tests that fill or
+    /// count shards take turns.
+    static SHARD_TESTS: Mutex<()> = Mutex::new(());
+
     #[test]
     fn live_threads_own_distinct_shards_and_exited_ones_give_theirs_back() {
+        let _turn = SHARD_TESTS.lock();
         let both_alive = Barrier::new(2);
         let (a, b) = std::thread::scope(|s| {
             let a = s.spawn(|| {
@@ -196,17 +203,22 @@ mod tests {
         assert_ne!(a.0, b.0, "two live threads shared a shard");
         assert!(a.0 < SHARDS && b.0 < SHARDS);
         // Both have exited (joined), so a new thread finds a free shard
-        // rather than sharing one.
-        let owned = std::thread::spawn(|| {
-            let (shard, owned) = this_thread_shard();
-            owned && owns_shard(shard)
-        })
-        .join();
-        assert_eq!(owned.ok(), Some(true));
+        // rather than sharing one; and so does each of `SHARDS + 1` threads
+        // run one after another. Were an exiting thread's shard not given
+        // back, the last of them would find all of them taken.
+        for nth in 0..=SHARDS {
+            let owned = std::thread::spawn(|| {
+                let (shard, owned) = this_thread_shard();
+                owned && owns_shard(shard)
+            })
+            .join();
+            assert_eq!(owned.ok(), Some(true), "thread {nth} found no free shard");
+        }
     }
 
     #[test]
     fn threads_past_the_shard_count_share_and_own_nothing() {
+        let _turn = SHARD_TESTS.lock();
         let live = SHARDS + 4;
         let all_alive = Barrier::new(live);
         let shards: Vec<(usize, bool, bool)> = std::thread::scope(|s| {
