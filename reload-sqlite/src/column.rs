@@ -83,7 +83,7 @@ impl Codec for Decode {
     }
 }
 
-fn quote(identifier: &str) -> String {
+pub(crate) fn quote(identifier: &str) -> String {
     format!("\"{}\"", rusqlite::vtab::escape_double_quote(identifier))
 }
 

@@ -20,17 +20,16 @@
 //! as planned.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use reload_core::registry::Registry;
 use rusqlite::Connection;
 
 use crate::error::panic_message;
 use crate::plugin::SqlPlugin;
+use crate::ticker::Ticker;
 
 /// What a job did so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,17 +44,10 @@ pub struct JobStats {
     pub last_error: Option<String>,
 }
 
-struct State {
-    stop: AtomicBool,
-    stats: Mutex<JobStats>,
-    wake: Condvar,
-    sleeping: Mutex<()>,
-}
-
 /// A running job; dropping it stops it (after the tick in progress).
 pub struct Job {
-    state: Arc<State>,
-    thread: Option<JoinHandle<()>>,
+    stats: Arc<Mutex<JobStats>>,
+    ticker: Ticker,
 }
 
 impl std::fmt::Debug for Job {
@@ -79,73 +71,20 @@ impl Job {
         period: Duration,
         conn: Connection,
     ) -> std::io::Result<Job> {
-        let state = Arc::new(State {
-            stop: AtomicBool::new(false),
-            stats: Mutex::new(JobStats::default()),
-            wake: Condvar::new(),
-            sleeping: Mutex::new(()),
-        });
-        let s = Arc::clone(&state);
+        let stats = Arc::new(Mutex::new(JobStats::default()));
+        let s = Arc::clone(&stats);
         let plugin = plugin.to_owned();
-        let thread = thread::Builder::new()
-            .name(format!("reload-sqlite job {plugin}"))
-            .spawn(move || run(&s, &registry, &plugin, period, &conn))?;
-        Ok(Job {
-            state,
-            thread: Some(thread),
-        })
-    }
-
-    /// What it did so far.
-    pub fn stats(&self) -> JobStats {
-        self.state.stats.lock().clone()
-    }
-
-    /// Stops it: the tick in progress finishes, no other starts.
-    pub fn stop(mut self) -> JobStats {
-        self.halt();
-        self.stats()
-    }
-
-    fn halt(&mut self) {
-        self.state.stop.store(true, SeqCst);
-        {
-            let _guard = self.state.sleeping.lock();
-            self.state.wake.notify_all();
-        }
-        if let Some(t) = self.thread.take() {
-            // The loop contains every panic; a join error cannot carry one.
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Job {
-    fn drop(&mut self) {
-        self.halt();
-    }
-}
-
-fn run<P: SqlPlugin>(
-    state: &State,
-    registry: &Registry<P>,
-    plugin: &str,
-    period: Duration,
-    conn: &Connection,
-) {
-    let mut n: u64 = 0;
-    let mut next = Instant::now();
-    while !state.stop.load(SeqCst) {
-        n += 1;
-        let outcome = catch_unwind(AssertUnwindSafe(|| tick(registry, plugin, n, conn)))
-            .unwrap_or_else(|p| {
-                (
-                    None,
-                    Err(format!("the tick panicked: {}", panic_message(&*p))),
-                )
-            });
-        {
-            let mut stats = state.stats.lock();
+        let mut n: u64 = 0;
+        let ticker = Ticker::spawn(format!("reload-sqlite job {plugin}"), period, move || {
+            n += 1;
+            let outcome = catch_unwind(AssertUnwindSafe(|| tick(&registry, &plugin, n, &conn)))
+                .unwrap_or_else(|p| {
+                    (
+                        None,
+                        Err(format!("the tick panicked: {}", panic_message(&*p))),
+                    )
+                });
+            let mut stats = s.lock();
             stats.ticks += 1;
             if outcome.0.is_some() {
                 stats.last_version = outcome.0;
@@ -154,15 +93,19 @@ fn run<P: SqlPlugin>(
                 stats.failures += 1;
                 stats.last_error = Some(e);
             }
-        }
-        let Some(at) = next.checked_add(period) else {
-            return;
-        };
-        next = at;
-        let mut guard = state.sleeping.lock();
-        while !state.stop.load(SeqCst) && Instant::now() < next {
-            state.wake.wait_until(&mut guard, next);
-        }
+        })?;
+        Ok(Job { stats, ticker })
+    }
+
+    /// What it did so far.
+    pub fn stats(&self) -> JobStats {
+        self.stats.lock().clone()
+    }
+
+    /// Stops it: the tick in progress finishes, no other starts.
+    pub fn stop(mut self) -> JobStats {
+        self.ticker.halt();
+        self.stats()
     }
 }
 

@@ -72,6 +72,12 @@
 //! | [`Hot::table`] | `SELECT .. FROM name` | rows in batches, one version per scan ([`table`]) |
 //! | [`Hot::admin`] | `reload_plugins`, `reload_deploy`, `reload_revert` | ([`admin`]) |
 //!
+//! Besides the SQL objects, two kinds run beside the statements: a
+//! periodic [`job::Job`] (a tick's SQL from the plugin), and the consumers
+//! of a [`Feed`] (change-data sinks, indexes kept beside a table), which
+//! get the database's committed changes in order and exactly once across
+//! reloads, delivered by a [`Pump`] or by the host ([`feed`]).
+//!
 //! Every call into code the crate did not write (the plugin, the host's
 //! codec and deployer) is contained: a failure or a panic is a SQL error
 //! naming the plugin, its version and the cause ([`HotError`],
@@ -99,20 +105,25 @@ pub mod admin;
 pub mod aggregate;
 pub mod column;
 mod error;
+pub mod feed;
 mod hot;
 pub mod job;
 mod plugin;
+pub mod pump;
 mod raw;
 mod scalar;
 pub mod scope;
 mod shared;
 pub mod table;
+mod ticker;
 pub mod wire;
 
 pub use admin::Deployer;
 #[cfg(feature = "dylib")]
 pub use admin::DylibDeployer;
 pub use error::{DeployError, HotError};
+pub use feed::{Feed, FeedError};
 pub use hot::{AttachError, Hot};
 pub use plugin::SqlPlugin;
+pub use pump::{Pump, Pumping};
 pub use wire::{Codec, Wire, WireError};

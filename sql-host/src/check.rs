@@ -12,7 +12,7 @@ use crate::db;
 /// The index's persisted form (`X`), decoded by the host: documents and
 /// their tokens. `None` if it does not decode.
 pub fn decode_index(bytes: &[u8]) -> Option<BTreeMap<i64, BTreeSet<String>>> {
-    let mut at = 8usize; // magic and schema
+    let mut at = 16usize; // magic, schema and feed position
     let mut take = |n: usize| -> Option<&[u8]> {
         let field = bytes.get(at..at.checked_add(n)?)?;
         at += n;
@@ -79,9 +79,11 @@ impl Delivery {
 ///
 /// Reading the file, or SQLite's.
 pub fn delivery(conn: &Connection, sink: &Path) -> Result<Delivery, String> {
-    let expected = db::changes_after(conn, 0, usize::MAX >> 1).map_err(|e| e.to_string())?;
+    let expected = db::feed()
+        .changes_after(conn, 0, usize::MAX)
+        .map_err(|e| e.to_string())?;
     let text = fs::read_to_string(sink).map_err(|e| format!("{}: {e}", sink.display()))?;
-    let by_pos: BTreeMap<u64, String> = expected.iter().map(|c| (c.pos, c.line())).collect();
+    let by_pos: BTreeMap<u64, String> = expected.iter().map(|c| (c.pos, db::line(c))).collect();
     let mut d = Delivery {
         committed: expected.len() as u64,
         ..Delivery::default()

@@ -31,18 +31,20 @@
 //!   connection deploys `udf` with `reload_deploy`, reverts it with
 //!   `reload_revert`, and has two deploys refused (a missing file, a
 //!   library of another plugin); the report ends with `reload_plugins`.
-//! - **the change-data sink**: triggers write every committed change to a
-//!   change log whose rowid is its position; a pump feeds batches to the
-//!   sink, which appends them to its output file. On reload (quiesced) the
+//! - **the change-data sink**: `reload_sqlite::feed`'s triggers write
+//!   every committed change to a change log whose rowid is its position;
+//!   the crate's pump feeds batches to the sink, which appends them to its
+//!   output file. On reload (quiesced) the
 //!   old version's stream is `checkpoint`ed and the new one `resume`s from
 //!   that position, and its state (changes delivered, a hash) is carried:
 //!   every change delivered exactly once, in order.
-//! - **the token index** over `docs.body`, used by `matches(id, term)`: on
-//!   reload the old version `persist`s it, the new one checks the real
+//! - **the token index** over `docs.body`, used by `matches(id, term)`,
+//!   kept up to date from the same change log (its feed position is part of
+//!   the index): on reload the old version `persist`s it, the new one checks the real
 //!   bytes (`check_compat`) and `open`s them; an incompatible schema, or an
 //!   `open` that fails, is refused with the old version serving. After
-//!   every deploy the host pauses the writers and compares the index with
-//!   a rebuild from the table.
+//!   every deploy the host pauses the writers, catches the index up with
+//!   the log, and compares it with a rebuild from the table.
 //!
 //! [`run`] deploys good versions, a version with a future ABI, an index of
 //! an incompatible schema, one whose `open` fails, and one with wrong
@@ -163,8 +165,10 @@ pub struct Report {
     /// Changes delivered by the sink's own count (its state, carried across
     /// every reload).
     pub sink_state_delivered: u64,
-    /// Sink calls that failed.
+    /// Deliveries to the sink that failed.
     pub cdc_errors: u64,
+    /// Deliveries to the index that failed.
+    pub index_feed_errors: u64,
     /// `tally` statements (aggregate), each checked against `count` and
     /// `sum` of the same rows.
     pub tallies: u64,
@@ -242,6 +246,7 @@ impl Report {
             && self.after_revert == 0
             && run::delivery_ok(&self.delivery, self.sink_state_delivered)
             && self.cdc_errors == 0
+            && self.index_feed_errors == 0
             && self.index_mismatches == 0
             && self.tallies > 0
             && self.tally_wrong == 0
@@ -309,8 +314,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "index: {} comparisons with a rebuild, {} unequal",
-            self.index_checks, self.index_mismatches
+            "index: {} comparisons with a rebuild, {} unequal; feed errors {}",
+            self.index_checks, self.index_mismatches, self.index_feed_errors
         )?;
         writeln!(
             f,

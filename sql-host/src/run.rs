@@ -17,7 +17,7 @@ use reload_core::registry::{Handle, Registry};
 use reload_core::verify::{Digest, HashPin};
 use reload_core::ReloadOptions;
 use reload_sqlite::job::Job;
-use reload_sqlite::Hot;
+use reload_sqlite::{Feed, Hot, Pump, Pumping};
 use rusqlite::Connection;
 
 use crate::check::{self, Delivery};
@@ -76,11 +76,12 @@ impl Rng {
 struct Shared {
     /// The clients' SQL objects.
     hot: Hot<DylibPlugin>,
-    /// The host's own calls of the index (writes, checks).
+    registry: Arc<Registry<DylibPlugin>>,
+    /// The change log's consumers' turns, shared with the pump.
+    feed: Feed,
+    /// The host's own calls of the index (its checks).
     index: Handle<DylibPlugin>,
-    cdc: Handle<DylibPlugin>,
     stop_clients: AtomicBool,
-    stop_pump: AtomicBool,
     /// Odd while a deploy is in progress (for the latency split).
     reload_epoch: AtomicU64,
     /// Writers hold it shared; an index check takes it exclusively.
@@ -110,8 +111,6 @@ struct Tally {
     errors: Vec<String>,
     quiet_us: Vec<u64>,
     reloading_us: Vec<u64>,
-    cdc_errors: u64,
-    cdc_batches: u64,
     tallies: u64,
     tally_wrong: u64,
     tally_mixed: u64,
@@ -133,19 +132,9 @@ impl Tally {
     }
 }
 
-fn index_request(op: u8, id: i64, text: &str) -> Vec<u8> {
-    let mut r = Vec::with_capacity(9 + text.len());
-    r.push(op);
-    r.extend_from_slice(&id.to_le_bytes());
-    r.extend_from_slice(text.as_bytes());
-    r
-}
-
-/// A write to `docs`, with the index updated under the same lease and
-/// inside the same write transaction, while holding the pause lock shared
-/// (an index check sees both or neither). Inside the transaction because
-/// SQLite serializes writers there: two updates of one document reach the
-/// index in the order they commit, so the index ends where the table does.
+/// A write to `docs`, while holding the pause lock shared (an index check
+/// sees it or not, never half of it). The feed's triggers log it; the pump
+/// brings it to the index and the sink.
 fn write_doc(
     shared: &Shared,
     conn: &Connection,
@@ -154,30 +143,14 @@ fn write_doc(
     insert: bool,
 ) -> Result<(), String> {
     let _writing = shared.pause.read();
-    let call = shared.index.enter().map_err(|e| e.to_string())?;
     let sql = if insert {
         "INSERT INTO docs(id, body) VALUES (?1, ?2)"
     } else {
         "UPDATE docs SET body = ?2 WHERE id = ?1"
     };
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
-    let written = (|| -> Result<(), String> {
-        let changed = conn.execute(sql, (id, body)).map_err(|e| e.to_string())?;
-        if changed == 1 {
-            call.plugin()
-                .call(&index_request(b'A', id, body))
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    })();
-    match written {
-        Ok(()) => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    conn.execute(sql, (id, body))
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn client(shared: &Shared, db_path: &Path, seed: u64) -> Result<(), String> {
@@ -479,44 +452,13 @@ fn scanner(shared: &Shared, db_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Feeds the change log to the sink until told to stop and caught up.
-fn pump(shared: &Shared, db_path: &Path) -> Result<(), String> {
-    let conn = db::open(db_path).map_err(|e| e.to_string())?;
-    loop {
-        let stopping = shared.stop_pump.load(Ordering::SeqCst);
-        let delivered = (|| -> Result<usize, String> {
-            let call = shared.cdc.enter().map_err(|e| e.to_string())?;
-            let reply = call.plugin().call(b"P").map_err(|e| e.to_string())?;
-            let pos = u64::from_le_bytes(reply.try_into().map_err(|_| "position is 8 bytes")?);
-            let batch = db::changes_after(&conn, pos, 256).map_err(|e| e.to_string())?;
-            if !batch.is_empty() {
-                call.plugin()
-                    .call(&db::encode_batch(&batch))
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(batch.len())
-        })();
-        match delivered {
-            Ok(0) if stopping => return Ok(()),
-            Ok(0) => thread::sleep(Duration::from_millis(2)),
-            Ok(_) => shared.tally.lock().cdc_batches += 1,
-            Err(e) => {
-                let mut t = shared.tally.lock();
-                t.cdc_errors += 1;
-                t.error("cdc", e);
-                drop(t);
-                thread::sleep(Duration::from_millis(10));
-                if stopping {
-                    return Err("the sink fails at the end".to_owned());
-                }
-            }
-        }
-    }
-}
-
 /// Compares the index with a rebuild, writers paused.
 fn index_equals_rebuild(shared: &Shared, conn: &Connection) -> Result<bool, String> {
     let _paused = shared.pause.write();
+    shared
+        .feed
+        .catch_up(conn, &shared.registry, "index")
+        .map_err(|e| e.to_string())?;
     let call = shared.index.enter().map_err(|e| e.to_string())?;
     let dump = call.plugin().call(b"X").map_err(|e| e.to_string())?;
     let index = check::decode_index(&dump).ok_or("the index dump does not decode")?;
@@ -630,10 +572,10 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
     }
     let shared = Arc::new(Shared {
         hot: sql::hot(&registry),
+        registry: Arc::clone(&registry),
+        feed: db::feed(),
         index: handle("index")?,
-        cdc: handle("cdc")?,
         stop_clients: AtomicBool::new(false),
-        stop_pump: AtomicBool::new(false),
         reload_epoch: AtomicU64::new(0),
         pause: RwLock::new(()),
         next_t: AtomicI64::new(1),
@@ -734,15 +676,22 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
             }
         })
     };
-    let pump_thread = {
-        let shared = Arc::clone(&shared);
-        let db_path = db_path.clone();
-        thread::spawn(move || pump(&shared, &db_path))
-    };
+    // The sink and the index consume the change log.
+    let pump = Arc::new(
+        Pump::spawn(
+            shared.feed.clone(),
+            Arc::clone(&registry),
+            &["cdc", "index"],
+            db::open(&db_path).map_err(|e| e.to_string())?,
+            Pumping::every(Duration::from_millis(2)),
+        )
+        .map_err(|e| e.to_string())?,
+    );
     let (live_tx, live_rx) = mpsc::channel::<()>();
     let live_thread = config.live.then(|| {
         let shared = Arc::clone(&shared);
         let registry = Arc::clone(&registry);
+        let pump = Arc::clone(&pump);
         thread::spawn(move || {
             // A message or a disconnect ends it; a timeout prints a line.
             while let Err(mpsc::RecvTimeoutError::Timeout) =
@@ -750,6 +699,7 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
             {
                 let t = shared.tally.lock();
                 let stats = registry.stats();
+                let cdc_batches = pump.stats().consumers.get("cdc").map_or(0, |c| c.batches);
                 println!(
                     "[{:>5.1}s] queries {} (errors {}), rows scored {}, writes {}, cdc batches {}, reloads {}, refused {}",
                     started.elapsed().as_secs_f64(),
@@ -757,7 +707,7 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
                     t.query_errors,
                     t.udf_rows,
                     t.writes,
-                    t.cdc_batches,
+                    cdc_batches,
                     stats.plugins_reloaded,
                     stats.refused
                 );
@@ -818,15 +768,32 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
             r.get::<_, i64>(0)
         })
         .map_err(|e| e.to_string())? as u64;
-    shared.stop_pump.store(true, Ordering::SeqCst);
-    match pump_thread.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => report.unexpected.push(e),
-        Err(_) => report.unexpected.push("the pump panicked".to_owned()),
-    }
     drop(live_tx);
     if let Some(t) = live_thread {
         let _ = t.join();
+    }
+    // The pump stops; the last changes are delivered from here.
+    match Arc::try_unwrap(pump) {
+        Ok(pump) => {
+            let stats = pump.stop();
+            for (name, c) in &stats.consumers {
+                if let Some(e) = &c.last_error {
+                    report.errors.push(format!("{name}: {e}"));
+                }
+            }
+            report.cdc_errors = stats.consumers.get("cdc").map_or(0, |c| c.failures);
+            report.index_feed_errors = stats.consumers.get("index").map_or(0, |c| c.failures);
+        }
+        Err(_) => report
+            .unexpected
+            .push("the pump is still shared".to_owned()),
+    }
+    for consumer in ["cdc", "index"] {
+        if let Err(e) = shared.feed.catch_up(&conn, &registry, consumer) {
+            report
+                .unexpected
+                .push(format!("catching {consumer} up: {e}"));
+        }
     }
 
     // The final checks, on a quiet database.
@@ -835,9 +802,8 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
         report.index_mismatches += 1;
     }
     report.delivery = check::delivery(&conn, &sink_path)?;
-    let state = shared
-        .cdc
-        .enter()
+    let state = registry
+        .enter("cdc")
         .map_err(|e| e.to_string())?
         .plugin()
         .call(b"S")
@@ -858,7 +824,6 @@ pub fn run(builds: &Builds, config: &Config) -> Result<Report, String> {
         report.wrong_rows_good = t.wrong_rows_good;
         report.wrong_rows_bad = t.wrong_rows_bad;
         report.after_revert = t.after_revert;
-        report.cdc_errors = t.cdc_errors;
         report.tallies = t.tallies;
         report.tally_wrong = t.tally_wrong;
         report.tally_mixed = t.tally_mixed;

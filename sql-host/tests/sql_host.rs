@@ -12,8 +12,10 @@ use reload_core::dylib::{DylibPlugin, Loader};
 use reload_core::registry::{Registry, RegistryError};
 use reload_core::verify::Unchecked;
 use reload_core::{ReloadOptions, Stateful};
+use reload_sqlite::feed::{encode_batch, Change, Op};
+use rusqlite::types::Value;
 use sql_host::plugins::{self, Builds};
-use sql_host::{check, db, Config};
+use sql_host::{check, Config};
 
 fn builds() -> &'static Builds {
     static BUILDS: OnceLock<Builds> = OnceLock::new();
@@ -196,12 +198,24 @@ fn a_future_abi_is_refused_with_the_old_version_serving_and_its_state_intact() {
     assert_eq!(loader.copies(), 1);
 }
 
+/// Feeds the index the insert of document `id`, at the position after its
+/// own.
 fn index_add(registry: &Registry<DylibPlugin>, id: i64, text: &str) {
-    let mut request = vec![b'A'];
-    request.extend_from_slice(&id.to_le_bytes());
-    request.extend_from_slice(text.as_bytes());
     let call = registry.enter("index").expect("registered");
-    call.plugin().call(&request).expect("indexed");
+    let at = call.plugin().call(b"P").expect("its position");
+    let pos = u64::from_le_bytes(at.try_into().expect("8 bytes")) + 1;
+    let change = Change {
+        pos,
+        table: "docs".to_owned(),
+        op: Op::Insert,
+        rowid: id,
+        value: Value::Text(text.to_owned()),
+    };
+    let reply = call
+        .plugin()
+        .call(&encode_batch(&[change]))
+        .expect("indexed");
+    assert_eq!(reply, pos.to_le_bytes(), "the index's new position");
 }
 
 fn index_dump(registry: &Registry<DylibPlugin>) -> Vec<u8> {
@@ -303,19 +317,19 @@ fn a_wrong_library_version_is_reverted_with_its_state_carried_back() {
 }
 
 fn deliver(registry: &Registry<DylibPlugin>, from: u64, n: u64) -> u64 {
-    let changes: Vec<db::Change> = (from..from + n)
-        .map(|pos| db::Change {
+    let changes: Vec<Change> = (from..from + n)
+        .map(|pos| Change {
             pos,
-            table: b't',
-            op: b'I',
-            id: pos as i64,
-            value: format!("v{pos}"),
+            table: "t".to_owned(),
+            op: Op::Insert,
+            rowid: pos as i64,
+            value: Value::Text(format!("v{pos}")),
         })
         .collect();
     let call = registry.enter("cdc").expect("registered");
     let reply = call
         .plugin()
-        .call(&db::encode_batch(&changes))
+        .call(&encode_batch(&changes))
         .expect("delivered");
     u64::from_le_bytes(reply.try_into().expect("8 bytes"))
 }
@@ -343,7 +357,7 @@ fn a_sinks_state_and_position_survive_ten_reloads_of_its_file() {
     registry
         .register(loader.package(live).expect("packages"), &config)
         .expect("registered");
-    assert_eq!(deliver(&registry, 1, 10), 10);
+    assert_eq!(deliver(&registry, 1, 10), 10, "the position after");
     let mut next = 11;
     for i in 0..10 {
         let version = if i % 2 == 0 { "1.1.0" } else { "1.0.0" };
@@ -366,7 +380,7 @@ fn a_sinks_state_and_position_survive_ten_reloads_of_its_file() {
         assert_eq!(sink_state(&registry), (next - 1, next - 1));
         assert_eq!(
             deliver(&registry, next - 3, 8),
-            5,
+            next + 4,
             "three re-sent, five new"
         );
         next += 5;

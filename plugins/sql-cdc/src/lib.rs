@@ -11,10 +11,10 @@
 //! re-sends. Its state (schema 1) is the count of changes delivered and a
 //! running hash of their positions, carried across reloads.
 //!
-//! Calls: `P` returns the position (8 bytes); `D` followed by records
-//! (position `u64`, table `u8`, op `u8`, id `i64`, value length `u32`,
-//! value) delivers them and returns how many were new (8 bytes); `S`
-//! returns the state (delivered and hash, 16 bytes).
+//! It is a consumer of `reload_sqlite::feed`: `P` returns the position (8
+//! bytes); `D` followed by the feed's records delivers them and returns
+//! the position after them (8 bytes). `S` returns the state (delivered and
+//! hash, 16 bytes).
 #![allow(missing_docs)]
 
 use std::fs::{File, OpenOptions};
@@ -22,6 +22,7 @@ use std::io::Write;
 use std::sync::Mutex;
 
 include!("../../shared/version.rs");
+include!("../../shared/feed.rs");
 
 #[derive(Default)]
 struct Inner {
@@ -42,15 +43,6 @@ fn mix(hash: u64, position: u64) -> u64 {
         .rotate_left(17)
 }
 
-fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-    if bytes.len() < n {
-        return Err("truncated batch".to_owned());
-    }
-    let (head, tail) = bytes.split_at(n);
-    *bytes = tail;
-    Ok(head)
-}
-
 fn u64_of(bytes: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(bytes);
@@ -58,21 +50,15 @@ fn u64_of(bytes: &[u8]) -> u64 {
 }
 
 impl Sink {
-    fn deliver(&self, mut batch: &[u8]) -> Result<Vec<u8>, String> {
+    fn deliver(&self, batch: &[u8]) -> Result<Vec<u8>, String> {
         let mut inner = self.inner.lock().map_err(|_| "poisoned")?;
         if inner.shut {
             return Err(format!("cdc {VERSION} called after its shutdown"));
         }
         let mut text = String::new();
         let (mut position, mut delivered, mut hash) = (inner.position, inner.delivered, inner.hash);
-        let mut new = 0u64;
-        while !batch.is_empty() {
-            let pos = u64_of(take(&mut batch, 8)?);
-            let table = take(&mut batch, 1)?[0];
-            let op = take(&mut batch, 1)?[0];
-            let id = u64_of(take(&mut batch, 8)?) as i64;
-            let len = u64_of(&[take(&mut batch, 4)?, &[0; 4][..]].concat()) as usize;
-            let value = std::str::from_utf8(take(&mut batch, len)?).map_err(|e| e.to_string())?;
+        for r in feed::records(batch)? {
+            let pos = r.pos;
             if pos <= position {
                 continue;
             }
@@ -80,13 +66,12 @@ impl Sink {
                 return Err(format!("gap: at position {position}, got {pos}"));
             }
             text.push_str(&format!(
-                "{pos}\t{}\t{}\t{id}\t{value}\n",
-                table as char, op as char
+                "{pos}\t{}\t{}\t{}\t{}\n",
+                r.table, r.op as char, r.rowid, r.value
             ));
             position = pos;
             delivered += 1;
             hash = mix(hash, pos);
-            new += 1;
         }
         let out = inner
             .out
@@ -98,7 +83,7 @@ impl Sink {
         inner.position = position;
         inner.delivered = delivered;
         inner.hash = hash;
-        Ok(new.to_le_bytes().to_vec())
+        Ok(position.to_le_bytes().to_vec())
     }
 }
 
