@@ -216,9 +216,17 @@ pub enum FeedError {
         /// Changes sent.
         sent: usize,
     },
-    /// The log could not be read.
+    /// The log could not be read, or installed.
     #[error("the change log: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// The feed cannot be installed as declared.
+    #[error("the change log `{log}` cannot be installed: {reason}")]
+    Install {
+        /// The log table.
+        log: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Feed {
@@ -252,15 +260,30 @@ impl Feed {
     ///
     /// # Errors
     ///
-    /// SQLite's (a captured table or column that does not exist, a
-    /// `WITHOUT ROWID` table).
-    pub fn install(&self, conn: &Connection) -> rusqlite::Result<()> {
+    /// [`FeedError::Install`] for a feed capturing its own log;
+    /// [`FeedError::Sql`] for a captured table or column that does not
+    /// exist, a `WITHOUT ROWID` table, or a table of the log's name that is
+    /// not a log. Nothing is installed then.
+    pub fn install(&self, conn: &Connection) -> Result<(), FeedError> {
+        if self
+            .captures
+            .iter()
+            .any(|(t, _)| t.eq_ignore_ascii_case(&self.log))
+        {
+            return Err(FeedError::Install {
+                log: self.log.clone(),
+                reason: "a feed cannot capture its own log".to_owned(),
+            });
+        }
         let log = quote(&self.log);
         let mut sql = format!(
             "SAVEPOINT reload_feed;
              CREATE TABLE IF NOT EXISTS {log}(
                  pos INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL,
-                 op TEXT NOT NULL, row INTEGER NOT NULL, val);\n"
+                 op TEXT NOT NULL, row INTEGER NOT NULL, val);
+             -- A table of that name made for something else fails here,
+             -- not in every captured write.
+             SELECT pos, tbl, op, row, val FROM {log} LIMIT 0;\n"
         );
         for (table, column) in &self.captures {
             let (t, c) = (quote(table), quote(column));
@@ -284,8 +307,9 @@ impl Feed {
             sql.push_str(&format!("SELECT {t}.{c} FROM {t} LIMIT 0;\n"));
         }
         sql.push_str("RELEASE reload_feed;");
-        conn.execute_batch(&sql).inspect_err(|_| {
+        conn.execute_batch(&sql).map_err(|e| {
             let _ = conn.execute_batch("ROLLBACK TO reload_feed; RELEASE reload_feed;");
+            FeedError::Sql(e)
         })
     }
 

@@ -159,6 +159,29 @@ fn a_capture_of_a_missing_column_or_table_installs_nothing() {
         assert_eq!(objects, 0, "the failed install left objects behind");
         conn.execute("INSERT INTO t VALUES (NULL, 1)", []).unwrap();
     }
+    // A table of the log's name that is not a log, and a feed of its own
+    // log, are refused before any trigger could break a write.
+    conn.execute_batch("CREATE TABLE taken(a)").unwrap();
+    let e = Feed::new("taken")
+        .capture("t", "x")
+        .install(&conn)
+        .unwrap_err();
+    assert!(matches!(e, FeedError::Sql(_)), "{e}");
+    let e = Feed::new("log")
+        .capture("LOG", "val")
+        .install(&conn)
+        .unwrap_err();
+    assert!(matches!(e, FeedError::Install { .. }), "{e}");
+    conn.execute("INSERT INTO t VALUES (NULL, 2)", []).unwrap();
+    let triggers: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(triggers, 0);
+
     // Odd names are quoted, not spliced.
     conn.execute_batch("CREATE TABLE \"we'ird \"\"t\"(v)")
         .unwrap();

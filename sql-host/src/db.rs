@@ -24,8 +24,8 @@ pub fn feed() -> Feed {
 ///
 /// # Errors
 ///
-/// SQLite's.
-pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+/// SQLite's, or the feed's.
+pub fn open(path: &Path) -> Result<Connection, reload_sqlite::FeedError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
