@@ -428,3 +428,104 @@ fn calls_by_name_find_exactly_the_registered_names() {
     assert_eq!(names.len(), 64 + 62);
     assert_eq!(absent.len(), 5 + 62 + 60);
 }
+
+/// Polls a fresh `enter_owned_async` of `handle` until one is pending (the
+/// gate has closed); calls entered before that are given back at once.
+fn pending_enter(
+    handle: &reload_core::registry::Handle<Part>,
+) -> reload_core::registry::EnterCallFuture<Part> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        let mut enter = handle.enter_owned_async();
+        match std::pin::Pin::new(&mut enter).poll(&mut cx) {
+            std::task::Poll::Pending => return enter,
+            std::task::Poll::Ready(call) => drop(call),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+use std::future::Future;
+
+/// A quiesced reload of `name` to `version`, on a thread of its own.
+fn reload_on_a_thread(
+    registry: &Arc<Registry<Part>>,
+    book: &Arc<Parts>,
+    name: &str,
+    version: &str,
+    requires: &[(&str, &str)],
+) -> std::thread::JoinHandle<()> {
+    let package = part(name, version, book, requires);
+    let registry = Arc::clone(registry);
+    std::thread::spawn(move || {
+        registry
+            .reload(
+                vec![package],
+                &(),
+                ReloadOptions::quiesced(Duration::from_secs(60)),
+            )
+            .map(drop)
+            .map_err(|r| r.error)
+            .expect("the reload commits");
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_enter_waits_at_a_closed_gate_without_a_thread_and_enters_the_new_version() {
+    let (book, registry) = pair();
+    let registry = Arc::new(registry);
+    let b = registry.handle("b").expect("registered");
+    // A call in flight holds 1.0.0: the quiesced reload closes b's gate
+    // and waits for it.
+    let held = b.enter_owned().expect("served");
+    let reload = reload_on_a_thread(&registry, &book, "b", "1.1.0", &[("a", "^1")]);
+    let waiting = tokio::spawn(pending_enter(&b));
+    // An async enter dropped while waiting leaves nothing behind.
+    drop(pending_enter(&b));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiting.is_finished(), "the gate is closed until the drain");
+    drop(held);
+    let call = waiting.await.expect("no panic").expect("entered");
+    assert_eq!(call.manifest().version().to_string(), "1.1.0");
+    assert!(call.is_owned());
+    drop(call);
+    reload.join().expect("no panic");
+    assert_eq!(in_flight(&registry, "b"), 0);
+    assert_eq!(in_flight(&registry, "a"), 0);
+    assert!(registry.stats().gate_waits >= 1);
+    assert_eq!(book.used_after_shutdown.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_enter_at_a_requirements_closed_gate_holds_nothing_while_it_waits() {
+    let (book, registry) = pair();
+    let registry = Arc::new(registry);
+    let b = registry.handle("b").expect("registered");
+    // The call holds b and a; a quiesced reload of a waits for it.
+    let held = b.enter_owned().expect("served");
+    let reload = reload_on_a_thread(&registry, &book, "a", "1.1.0", &[]);
+    let waiting = tokio::spawn(pending_enter(&b));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Waiting on a's gate, it gave b back: only `held` is in flight on b.
+    assert_eq!(in_flight(&registry, "b"), 1);
+    drop(held);
+    let call = waiting.await.expect("no panic").expect("entered");
+    let a = call.dependency("a").expect("a required");
+    assert_eq!(a.manifest().version().to_string(), "1.1.0");
+    drop(call);
+    reload.join().expect("no panic");
+    assert_eq!(in_flight(&registry, "a"), 0);
+    assert_eq!(book.used_after_shutdown.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn an_async_enter_of_an_unregistered_plugin_is_an_error() {
+    let (_, registry) = pair();
+    let b = registry.handle("b").expect("registered");
+    let draining = registry.unregister("b").expect("no dependents");
+    drop(draining);
+    assert!(matches!(
+        b.enter_owned_async().await,
+        Err(EnterError::Unregistered { .. })
+    ));
+}

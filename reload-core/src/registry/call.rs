@@ -470,6 +470,53 @@ impl<P: Stateful> OwnedCall<P> {
     }
 }
 
+/// Why [`OwnedCall::try_owned`] returned no call.
+pub(crate) enum Blocked<P: Stateful> {
+    /// This node's gate is closed (the plugin's, or a requirement's): wait
+    /// until it opens, holding nothing, then try again.
+    Wait(Arc<Node<P>>),
+    /// The call cannot be made.
+    Fail(EnterError),
+}
+
+impl<P: Stateful> OwnedCall<P> {
+    /// [`OwnedCall::owned`] without waiting: at a closed gate it gives
+    /// back everything it holds and says which gate, for an async caller
+    /// to wait on (see [`EnterCallFuture`](super::EnterCallFuture)). The
+    /// same steps as the blocking path, so the same rule (module docs).
+    pub(crate) fn try_owned(node: &Arc<Node<P>>, counters: &Counters) -> Result<Self, Blocked<P>> {
+        loop {
+            let root = match node.slot.try_enter_owned() {
+                Ok(lease) => Root::Owned(lease),
+                Err(TryEnterError::Quiescing) => return Err(Blocked::Wait(Arc::clone(node))),
+                Err(TryEnterError::Closed) => {
+                    return Err(Blocked::Fail(EnterError::Unregistered {
+                        name: node.slot.name().to_owned(),
+                    }))
+                }
+            };
+            if root.member().deps.is_empty() {
+                return Ok(Call::assemble(root, Deps::new(), None));
+            }
+            let mut deps = Deps::new();
+            let attempt = match lease_deps(&root, &mut deps) {
+                Ok(()) => return Ok(Call::assemble(root, deps, None)),
+                Err(attempt) => attempt,
+            };
+            deps.clear();
+            drop(root);
+            match attempt {
+                Attempt::Wait(dep) => return Err(Blocked::Wait(dep)),
+                Attempt::Retry => {
+                    counters.call_retries.fetch_add(1, Relaxed);
+                    std::thread::yield_now();
+                }
+                Attempt::Fail(failure) => return Err(Blocked::Fail(failure)),
+            }
+        }
+    }
+}
+
 impl<P: Stateful> Deref for Call<'_, P> {
     type Target = P;
 

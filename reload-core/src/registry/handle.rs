@@ -69,6 +69,19 @@ impl<P: Stateful> Handle<P> {
         Call::owned(&self.node, &self.counters)
     }
 
+    /// [`Handle::enter_owned`] as a future, for async hosts: at a closed
+    /// gate (a quiesced or group commit) the task waits without blocking
+    /// its thread, holding no lease, and the call is entered when the gate
+    /// opens, on whichever version is current then.
+    ///
+    /// # Errors
+    ///
+    /// The future resolves to [`EnterError::Unregistered`] if the plugin
+    /// (or a requirement it still has) was unregistered.
+    pub fn enter_owned_async(&self) -> super::EnterCallFuture<P> {
+        super::EnterCallFuture::new(Arc::clone(&self.node), Arc::clone(&self.counters))
+    }
+
     /// Runs `f` in a call, containing a panic.
     ///
     /// # Errors

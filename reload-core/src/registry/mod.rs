@@ -81,6 +81,7 @@ mod reload;
 mod report;
 mod revert;
 mod snapshot;
+mod wait;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -100,6 +101,7 @@ pub use member::{Member, Package, Respawn};
 use report::change;
 pub use report::{Change, PluginInfo, RegistryStats, ReloadReport, VersionChange};
 pub use snapshot::Snapshot;
+pub use wait::EnterCallFuture;
 
 use crate::error::ReloadFault;
 use crate::hooks::panic_message;
