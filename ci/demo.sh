@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The README's main job (the SQL host), the WebAssembly and dylib demos and the two
+# The README's main job (the SQL host), the HTTP host, the WebAssembly and dylib demos and the two
 # in-process demos; each exits non-zero if any invariant broke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== SQL host (the main job)"
 cargo run --release -p sql-host
+echo "== HTTP host (reload-tower under load)"
+cargo run --release -p http-host
 echo "== WebAssembly demo"
 cargo run --release -p wasm-demo
 echo "== dylib demo"
