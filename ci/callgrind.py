@@ -17,6 +17,8 @@ and sums how often callgrind saw each execute. Divided by the loop's calls.
     python3 ci/callgrind.py                       # every design
     python3 ci/callgrind.py lease arcswap         # some
     RELOAD_CORE_FENCES=symmetric python3 ci/callgrind.py lease   # the fallback
+    python3 ci/callgrind.py --tower               # reload-tower's layer, per request
+                                                  # (reload-tower/examples/layer_cost.rs)
 
 Prints a Markdown table; `--by-function` adds each function's share.
 """
@@ -49,14 +51,19 @@ def locked_addresses(obj, cache={}):
     return cache[obj]
 
 
-def measure(design):
+TOWER_EXE = os.path.join(ROOT, "target/release/examples/layer_cost")
+TOWER_DESIGNS = ["empty", "lease", "plain", "noop", "layered"]
+TOWER_CALLS = 10_000
+
+
+def measure(design, command=None, toggle=None):
     with tempfile.NamedTemporaryFile(suffix=".cg", delete=False) as f:
         out = f.name
     subprocess.run(
         ["valgrind", "--tool=callgrind", "--collect-atstart=no",
-         f"--toggle-collect=call_cost::{design}_calls", "--dump-instr=yes",
-         "--compress-pos=no", "--compress-strings=no", f"--callgrind-out-file={out}",
-         EXE, design],
+         f"--toggle-collect={toggle or f'call_cost::{design}_calls'}", "--dump-instr=yes",
+         "--compress-pos=no", "--compress-strings=no", f"--callgrind-out-file={out}"]
+        + (command or [EXE, design]),
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env=dict(os.environ, CALLS=str(CALLS)))
     total = 0
@@ -91,7 +98,23 @@ def measure(design):
     return total, by_fn, locked
 
 
+def tower():
+    """reload-tower's layer: instructions per request of each design."""
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "reload-tower", "--example", "layer_cost"],
+                   cwd=ROOT, check=True)
+    print(f"callgrind, {TOWER_CALLS} requests in process, one thread\n")
+    print("| design | instructions per request | locked instructions per request |")
+    print("|---|---|---|")
+    for design in TOWER_DESIGNS:
+        function = "router" if design in ("plain", "noop", "layered") else design
+        total, _, locked = measure(design, [TOWER_EXE, design, str(TOWER_CALLS)],
+                                   f"layer_cost::measure_{function}")
+        print(f"| {design} | {total / TOWER_CALLS:.1f} | {sum(locked.values()) / TOWER_CALLS:.2f} |")
+
+
 def main():
+    if "--tower" in sys.argv:
+        return tower()
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     by_function = "--by-function" in sys.argv
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "reload-core", "--example", "call_cost"],

@@ -33,7 +33,11 @@ enum Expect {
 
 /// The deploys of round `r`.
 fn round(r: usize) -> Vec<(&'static str, &'static str, Expect)> {
-    let good = if r.is_multiple_of(2) { "1.1.0" } else { "1.0.0" };
+    let good = if r.is_multiple_of(2) {
+        "1.1.0"
+    } else {
+        "1.0.0"
+    };
     let mut steps = vec![
         ("transform", good, Expect::Reload),
         ("filter", good, Expect::Reload),

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use reload_core::registry::{EnterCallFuture, Handle};
 use reload_core::EnterOwnedFuture;
-use reload_core::{Hooks, Slot, Stateful};
+use reload_core::{Hooks, Slot, Stateful, TryEnterError};
 
 use crate::error::ReloadError;
 use crate::leased::Leased;
@@ -37,10 +37,20 @@ impl<P: Hooks> Source for Arc<Slot<P>> {
     type Enter = SlotEnter<P>;
 
     fn enter(&self) -> SlotEnter<P> {
-        SlotEnter {
-            inner: self.enter_owned_async(),
-            name: Arc::from(Slot::name(self)),
-        }
+        // The open gate, as nearly always: the lease now, without the
+        // future's `Arc` (released through the slot's collector when the
+        // future goes, which would cost more than the lease itself).
+        let state = match self.try_enter_owned() {
+            Ok(lease) => EnterState::Entered(Some(Ok(Leased::new(lease)))),
+            Err(TryEnterError::Closed) => EnterState::Entered(Some(Err(ReloadError::Closed {
+                plugin: Slot::name(self).to_owned(),
+            }))),
+            Err(TryEnterError::Quiescing) => EnterState::Waiting {
+                inner: self.enter_owned_async(),
+                name: Arc::from(Slot::name(self)),
+            },
+        };
+        SlotEnter { state }
     }
 
     fn name(&self) -> &str {
@@ -66,19 +76,35 @@ impl<P: Stateful> Source for Handle<P> {
 /// A slot's admission ([`Source::enter`]).
 #[derive(Debug)]
 pub struct SlotEnter<P: Hooks> {
-    inner: EnterOwnedFuture<P>,
-    name: Arc<str>,
+    state: EnterState<P>,
+}
+
+#[derive(Debug)]
+enum EnterState<P: Hooks> {
+    /// Entered (or refused) at once; taken by the first poll.
+    Entered(Option<Result<Leased<P>, ReloadError>>),
+    /// Waiting at a closed gate.
+    Waiting {
+        inner: EnterOwnedFuture<P>,
+        name: Arc<str>,
+    },
 }
 
 impl<P: Hooks> Future for SlotEnter<P> {
     type Output = Result<Leased<P>, ReloadError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.inner).poll(cx).map(|entered| {
-            entered.map(Leased::new).map_err(|_| ReloadError::Closed {
-                plugin: self.name.to_string(),
-            })
-        })
+        match &mut self.state {
+            EnterState::Entered(entered) => Poll::Ready(entered.take().unwrap_or(Err(
+                // Polled after it completed (a future's contract says not).
+                ReloadError::NotReady,
+            ))),
+            EnterState::Waiting { inner, name } => Pin::new(inner).poll(cx).map(|entered| {
+                entered.map(Leased::new).map_err(|_| ReloadError::Closed {
+                    plugin: name.to_string(),
+                })
+            }),
+        }
     }
 }
 
