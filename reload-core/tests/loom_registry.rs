@@ -5,7 +5,8 @@
 //! what it holds before it waits, or the commit (draining the dependent)
 //! and the call (waiting for the dependency's gate) wait for each other:
 //! with no deadline, a loom deadlock. The call must also see a matching
-//! pair of versions, never a mix.
+//! pair of versions, never a mix. The same for the async call
+//! (`Handle::enter_owned_async`), which waits on the gate's task list.
 #![cfg(loom)]
 
 mod loom_support;
@@ -85,6 +86,44 @@ fn a_registry_call_races_a_quiesced_group_reload() {
         let (_, _, gen_b, gen_a) = caller.join().expect("caller");
         // Both old (generation 1) or both new (2): never a mix.
         assert_eq!(gen_a, gen_b, "a call saw a mixed pair");
+        assert_eq!(
+            book.used_after_shutdown
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+    });
+}
+
+/// The async call (`Handle::enter_owned_async`) races the same group
+/// reload: at a closed gate it must give back what it holds before it
+/// awaits the gate (else the commit and the call wait for each other),
+/// and it must see a matching pair.
+#[test]
+fn an_async_registry_call_races_a_quiesced_group_reload() {
+    model_bounded(1, || {
+        let book = Arc::new(Parts::default());
+        let registry = registered(chain(1, &book));
+        let caller = {
+            let handle = registry.handle("b").unwrap_or_else(|e| panic!("{e}"));
+            loom::thread::spawn(move || {
+                let call = loom::future::block_on(handle.enter_owned_async())
+                    .unwrap_or_else(|e| panic!("served: {e}"));
+                let a = call.dependency("a").expect("leased with b");
+                (
+                    call.plugin().run(),
+                    a.plugin().run(),
+                    call.generation(),
+                    a.generation(),
+                )
+            })
+        };
+        reload_all(
+            &registry,
+            chain(2, &book),
+            ReloadOptions::quiesced(Duration::MAX),
+        );
+        let (_, _, gen_b, gen_a) = caller.join().expect("caller");
+        assert_eq!(gen_a, gen_b, "an async call saw a mixed pair");
         assert_eq!(
             book.used_after_shutdown
                 .load(std::sync::atomic::Ordering::SeqCst),
