@@ -16,6 +16,8 @@ cargo clippy -p reload-core --lib --no-default-features --features metrics -- -D
 echo "== cargo clippy -p reload-sqlite, each plugin kind (none, wasm)"
 cargo clippy -p reload-sqlite --all-targets --no-default-features -- -D warnings
 cargo clippy -p reload-sqlite --all-targets --features wasm -- -D warnings
+echo "== cargo clippy -p reload-tower --lib (without its axum feature)"
+cargo clippy -p reload-tower --lib -- -D warnings
 echo "== cargo doc -D warnings"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 RUSTDOCFLAGS=-Dwarnings cargo doc -p reload-core --no-deps --no-default-features
