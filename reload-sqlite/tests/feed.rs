@@ -8,9 +8,9 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Behaviour, Fixture, LONG};
+use common::{wait_for, Behaviour, Fixture, LONG};
 use reload_core::ReloadOptions;
 use reload_sqlite::feed::{decode_batch, encode_batch, Change, Op};
 use reload_sqlite::{Feed, FeedError, Pump, Pumping};
@@ -81,14 +81,6 @@ fn consumer(out: Arc<Mutex<Applied>>) -> Behaviour {
             _ => Err("unknown request".to_owned()),
         }
     })
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LONG;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Behaviour, Fixture, LONG};
+use common::{wait_for, Behaviour, Fixture, LONG};
 use reload_core::ReloadOptions;
 use reload_sqlite::job::Job;
 use rusqlite::Connection;
@@ -32,14 +32,6 @@ fn logger() -> Behaviour {
         let n = u64::from_le_bytes(request[1..9].try_into().unwrap());
         Ok(format!("INSERT INTO log VALUES ({n}, '{version}')").into_bytes())
     })
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LONG;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 #[test]

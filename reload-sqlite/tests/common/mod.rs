@@ -176,3 +176,15 @@ pub fn table(n: i64) -> Connection {
 }
 
 pub const LONG: Duration = Duration::from_secs(30);
+
+/// Polls `done` until it holds, failing after [`LONG`].
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + LONG;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
