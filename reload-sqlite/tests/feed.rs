@@ -83,6 +83,32 @@ fn consumer(out: Arc<Mutex<Applied>>) -> Behaviour {
     })
 }
 
+/// A fixture and a fresh database file `name` with the feed installed.
+fn installed(name: &str) -> (Fixture, std::path::PathBuf, Connection, Feed) {
+    let path = db(name);
+    let conn = open(&path);
+    let feed = feed();
+    feed.install(&conn).unwrap();
+    (Fixture::new(), path, conn, feed)
+}
+
+/// [`installed`], with consumer `sink` 1.0.0 registered, applying to the
+/// returned `Applied`.
+fn with_sink(
+    name: &str,
+) -> (
+    Fixture,
+    std::path::PathBuf,
+    Connection,
+    Feed,
+    Arc<Mutex<Applied>>,
+) {
+    let (f, path, conn, feed) = installed(name);
+    let out = Arc::new(Mutex::new(Applied::default()));
+    f.register("sink", "1.0.0", consumer(Arc::clone(&out)));
+    (f, path, conn, feed, out)
+}
+
 #[test]
 fn the_log_holds_exactly_the_committed_changes_of_any_client() {
     let path = db("log");
@@ -219,13 +245,7 @@ fn batches_round_trip_and_garbage_is_refused() {
 
 #[test]
 fn every_change_reaches_the_consumer_once_in_order_across_100_reloads() {
-    let f = Fixture::new();
-    let path = db("reloads");
-    let conn = open(&path);
-    let feed = feed();
-    feed.install(&conn).unwrap();
-    let out = Arc::new(Mutex::new(Applied::default()));
-    f.register("sink", "1.0.0", consumer(Arc::clone(&out)));
+    let (f, path, conn, feed, out) = with_sink("reloads");
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -377,11 +397,7 @@ fn a_consumer_that_breaks_the_protocol_is_a_typed_error_and_moves_nothing() {
 
 #[test]
 fn the_pump_trims_below_the_slowest_and_a_consumer_behind_the_log_is_told() {
-    let f = Fixture::new();
-    let path = db("trim");
-    let conn = open(&path);
-    let feed = feed();
-    feed.install(&conn).unwrap();
+    let (f, path, conn, feed) = installed("trim");
     let (a, b) = (
         Arc::new(Mutex::new(Applied::default())),
         Arc::new(Mutex::new(Applied::default())),
@@ -455,13 +471,7 @@ fn the_pump_trims_below_the_slowest_and_a_consumer_behind_the_log_is_told() {
 
 #[test]
 fn clones_of_a_feed_take_turns_at_a_consumer() {
-    let f = Fixture::new();
-    let path = db("turns");
-    let conn = open(&path);
-    let feed = feed();
-    feed.install(&conn).unwrap();
-    let out = Arc::new(Mutex::new(Applied::default()));
-    f.register("sink", "1.0.0", consumer(Arc::clone(&out)));
+    let (f, path, conn, feed, out) = with_sink("turns");
     for x in 0..2000 {
         conn.execute("INSERT INTO t(x) VALUES (?1)", [x]).unwrap();
     }
