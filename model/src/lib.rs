@@ -4,7 +4,8 @@
 //! with the properties of the contract (`docs/contract.md`)
 //! as named consts. [`quiesce`] models the quiesced reload with its state
 //! transfer and two-phase resource handoff. [`registry`] models two plugins,
-//! one requiring the other, reloaded as a group under calls that lease both. [`broken`] models two designs seen in public hot-reload
+//! one requiring the other, reloaded as a group under calls that lease both.
+//! [`fleet`] models a staged rollout across processes through etcd. [`broken`] models two designs seen in public hot-reload
 //! implementations; the checker must refute them, which is what shows the
 //! model can fail at all. [`trace`] prints a counterexample readably.
 //!
@@ -18,6 +19,7 @@
 //! ```
 
 pub mod broken;
+pub mod fleet;
 pub mod protocol;
 pub mod quiesce;
 pub mod registry;
