@@ -125,6 +125,15 @@ pub enum RegistryError {
         /// The step's fault.
         fault: ReloadFault,
     },
+    /// A two-phase reload's barrier
+    /// ([`Registry::reload_with_barrier`](super::Registry::reload_with_barrier))
+    /// withheld the commit: every prepared version was aborted, and every
+    /// old version serves on.
+    #[error("the commit was withheld: {reason}")]
+    Withheld {
+        /// The barrier's reason (a distributed abort, a timeout, a panic).
+        reason: String,
+    },
 }
 
 impl RegistryError {
@@ -144,7 +153,9 @@ impl RegistryError {
             }
             RegistryError::MustFollow { dependent, .. } => Some(dependent),
             RegistryError::Cycle { path } => path.first().map(String::as_str),
-            RegistryError::Verify(_) | RegistryError::Init(_) => None,
+            RegistryError::Verify(_) | RegistryError::Init(_) | RegistryError::Withheld { .. } => {
+                None
+            }
         }
     }
 
@@ -166,6 +177,7 @@ impl RegistryError {
             RegistryError::Init(_) => "init",
             RegistryError::NothingToRevert { .. } => "nothing_to_revert",
             RegistryError::Reload { .. } => "reload",
+            RegistryError::Withheld { .. } => "withheld",
         }
     }
 }

@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// A two-phase reload's barrier, as the transaction holds it.
+pub(super) type Barrier<'b> = &'b mut dyn FnMut(&[Arc<Manifest>]) -> Result<(), String>;
+
 impl<P: Stateful> Registry<P> {
     /// Reloads the plugins `packages` are new versions of, with every
     /// dependent that must follow (its next version from the [`Source`]),
@@ -25,7 +28,41 @@ impl<P: Stateful> Registry<P> {
         cx: &P::Context,
         options: ReloadOptions,
     ) -> Result<ReloadReport<P>, Rejected<P>> {
-        self.reload_counted(packages, cx, options, None)
+        self.reload_counted(packages, cx, options, None, None)
+    }
+
+    /// [`Registry::reload`] in two phases: everything is verified and
+    /// prepared (every new version linked and initialized, every
+    /// [`Hooks::prepare`](crate::Hooks) check made) while the old versions
+    /// serve; then `barrier` is called with the manifests prepared, and
+    /// decides. `Ok(())` commits as [`Registry::reload`] would; `Err(reason)`
+    /// aborts every prepared version and hands every package back, with
+    /// [`RegistryError::Withheld`]. Nothing any caller sees changes before
+    /// the barrier returns.
+    ///
+    /// This is the participant's side of a distributed commit (the fleet
+    /// crate's node waits in `barrier` for the rollout's decision): the
+    /// barrier may block, for as long as it likes, holding this reload's
+    /// turns (another reload of these plugins waits its turn meanwhile, or
+    /// gives up with [`RegistryError::Busy`]), never a lease, so calls go
+    /// on. A barrier that panics withholds the commit.
+    ///
+    /// # Errors
+    ///
+    /// As [`Registry::reload`], and [`RegistryError::Withheld`].
+    pub fn reload_with_barrier(
+        &self,
+        packages: Vec<Package<P>>,
+        cx: &P::Context,
+        options: ReloadOptions,
+        barrier: impl FnOnce(&[Arc<Manifest>]) -> Result<(), String>,
+    ) -> Result<ReloadReport<P>, Rejected<P>> {
+        let mut once = Some(barrier);
+        let mut barrier = |prepared: &[Arc<Manifest>]| match once.take() {
+            Some(f) => f(prepared),
+            None => Err("the barrier was asked twice".to_owned()),
+        };
+        self.reload_counted(packages, cx, options, None, Some(&mut barrier))
     }
 
     /// [`Registry::reload`], with `reverting` the plugin a
@@ -36,8 +73,9 @@ impl<P: Stateful> Registry<P> {
         cx: &P::Context,
         options: ReloadOptions,
         reverting: Option<&str>,
+        barrier: Option<Barrier<'_>>,
     ) -> Result<ReloadReport<P>, Rejected<P>> {
-        let result = self.try_reload(packages, cx, options, reverting);
+        let result = self.try_reload(packages, cx, options, reverting, barrier);
         match &result {
             Ok(report) => {
                 self.counters.reloads.fetch_add(1, Relaxed);
@@ -82,6 +120,7 @@ impl<P: Stateful> Registry<P> {
         cx: &P::Context,
         options: ReloadOptions,
         reverting: Option<&str>,
+        mut barrier: Option<Barrier<'_>>,
     ) -> Result<ReloadReport<P>, Rejected<P>> {
         let given = match by_name(packages) {
             Ok(p) => p,
@@ -114,7 +153,10 @@ impl<P: Stateful> Registry<P> {
             if same_nodes && again.is_ok_and(|again| again == plan) {
                 let mut packages = given;
                 packages.append(&mut fetched);
-                return self.reload_planned(&map, &plan, turns, packages, cx, options, reverting);
+                let barrier = barrier.take();
+                return self.reload_planned(
+                    &map, &plan, turns, packages, cx, options, reverting, barrier,
+                );
             }
         }
         Err(Rejected::new(
@@ -135,6 +177,7 @@ impl<P: Stateful> Registry<P> {
         cx: &P::Context,
         options: ReloadOptions,
         reverting: Option<&str>,
+        barrier: Option<Barrier<'_>>,
     ) -> Result<ReloadReport<P>, Rejected<P>> {
         let mut turns: BTreeMap<String, Turn<'_, Member<P>>> = turns.into_iter().collect();
         let mut prepared = Vec::with_capacity(plan.order.len());
@@ -186,6 +229,22 @@ impl<P: Stateful> Registry<P> {
                     rejected.salvage.push((name.clone(), salvage));
                     return Err(rejected);
                 }
+            }
+        }
+        if let Some(barrier) = barrier {
+            let manifests: Vec<Arc<Manifest>> = olds.iter().map(|o| Arc::clone(&o.2)).collect();
+            // The barrier is the host's code: a panic withholds the commit.
+            let verdict =
+                catch_unwind(AssertUnwindSafe(|| barrier(&manifests))).unwrap_or_else(|payload| {
+                    Err(format!("panicked: {}", panic_message(payload.as_ref())))
+                });
+            if let Err(reason) = verdict {
+                let back = prepared
+                    .drain(..)
+                    .rev()
+                    .map(|p: Prepared<'_, Member<P>>| p.abort().into_inner().into_package())
+                    .collect();
+                return Err(Rejected::new(RegistryError::Withheld { reason }, back));
             }
         }
         let committed = if prepared.len() == 1 {

@@ -66,7 +66,7 @@ impl<P: Stateful> Registry<P> {
                 })
             }
         };
-        let result = self.reload_counted(vec![package], cx, options, Some(name));
+        let result = self.reload_counted(vec![package], cx, options, Some(name), None);
         if result.is_ok() {
             self.counters.reverts.fetch_add(1, Relaxed);
         }
