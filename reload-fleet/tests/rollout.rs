@@ -339,3 +339,50 @@ fn etcd_stopped_mid_rollout_then_restarted() {
         assert_eq!(calls.failed, 0);
     }
 }
+
+#[test]
+fn a_paused_rollout_opens_no_further_stage_until_resumed() {
+    if !etcd::available() {
+        return;
+    }
+    let world = World::new("pause");
+    let fleet: Vec<_> = ["a", "b"].iter().map(|n| world.node(n, None)).collect();
+    let v2 = world.publish("1.1.0", false);
+    let spec = world.spec(
+        "paused",
+        &v2,
+        vec![stage("canary", &["a"]), stage("rest", &["b"])],
+        300,
+    );
+    let coordinator = world.coordinator();
+    let rt = &world.rt;
+    let plan = rt.block_on(coordinator.plan(spec)).expect("planned");
+    rt.block_on(coordinator.start(&plan)).expect("started");
+    rt.block_on(coordinator.control("paused", reload_fleet::Control::Pause))
+        .expect("paused");
+    let (outcome, seen) = std::thread::scope(|s| {
+        let driver = s.spawn(|| {
+            let mut seen = Vec::new();
+            let outcome = rt
+                .block_on(coordinator.drive("paused", |p| seen.push((Instant::now(), p.clone()))))
+                .expect("driven");
+            (outcome, seen)
+        });
+        fleet[0].wait("commits 1.1.0", |n| n.version() == "1.1.0");
+        // The canary's soak (300 ms) ends; paused, stage 1 stays shut.
+        std::thread::sleep(Duration::from_millis(1500));
+        let state = rt
+            .block_on(coordinator.etcd().rollout("paused"))
+            .expect("read");
+        assert_eq!(state.open_stage(), None);
+        assert!(state.gates.is_empty(), "no verdict while paused");
+        assert!(fleet[1].node().events().is_empty());
+        assert_eq!(fleet[1].version(), "1.0.0");
+        rt.block_on(coordinator.control("paused", reload_fleet::Control::Run))
+            .expect("resumed");
+        driver.join().expect("driver")
+    });
+    assert_eq!(outcome, Outcome::Done);
+    assert!(seen.iter().any(|(_, p)| *p == Progress::Paused));
+    fleet[1].wait("serves 1.1.0", |n| n.version() == "1.1.0");
+}
