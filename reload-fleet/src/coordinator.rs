@@ -225,6 +225,12 @@ impl Coordinator {
                     if let Some(n) = nodes.iter().find(|n| !valid_name(n)) {
                         return bad(format!("`{n}` cannot name a node"));
                     }
+                    if let Some(n) = nodes.iter().find(|n| !live.contains(n)) {
+                        return bad(format!(
+                            "node `{n}` is not live, or does not host `{}`",
+                            spec.plugin
+                        ));
+                    }
                     (name, nodes)
                 }
                 StageSpec::Percent { name, percent } => {
@@ -399,7 +405,11 @@ impl Coordinator {
                 .await?;
         } else if nodes.iter().all(|n| reports.get(n) == Some(&Report::Ready)) {
             self.etcd.commit_stage(plan, k).await?;
-        } else if opened.elapsed() > plan.prepare_timeout + plan.prepare_timeout / 2 {
+        } else if opened.elapsed()
+            > plan
+                .prepare_timeout
+                .saturating_add(plan.prepare_timeout / 2)
+        {
             let missing: Vec<&str> = nodes
                 .iter()
                 .filter(|n| !reports.contains_key(*n))
@@ -471,7 +481,9 @@ impl Coordinator {
             .flat_map(|s| s.nodes.clone())
             .collect();
         let before = self.health(&plan.plugin, &on_new).await?;
-        let soak_end = Instant::now() + plan.gate.soak;
+        // A soak of more than a century is a century: `Instant` cannot
+        // hold every `Duration` past now.
+        let soak_end = Instant::now() + plan.gate.soak.min(Duration::from_secs(3_155_760_000));
         while Instant::now() < soak_end {
             if self.etcd.rollout(&plan.id).await?.control == Control::Abort {
                 self.etcd.revert(plan, k, "aborted by an operator").await?;

@@ -163,6 +163,30 @@ impl Etcd {
         self.list(&self.keys.actives()).await
     }
 
+    /// The rollouts going on whose `active` record is readable (one
+    /// unreadable record does not hide the others).
+    ///
+    /// # Errors
+    ///
+    /// etcd's.
+    pub async fn actives_readable(&self) -> Result<Vec<(String, String)>, FleetError> {
+        let prefix = self.keys.actives();
+        let resp = self
+            .client
+            .clone()
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let id: String = serde_json::from_slice(kv.value()).ok()?;
+                Some((key.strip_prefix(&prefix)?.to_owned(), id))
+            })
+            .collect())
+    }
+
     /// One rollout, read at one revision.
     ///
     /// # Errors

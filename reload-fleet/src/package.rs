@@ -156,7 +156,12 @@ impl Cache {
                 return Ok((bytes, path));
             }
         }
-        let bytes = store.fetch(&target.location).map_err(|e| Refusal::Fetch {
+        // The store is the host's code: a panic is a failed fetch.
+        let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.fetch(&target.location)
+        }))
+        .unwrap_or_else(|_| Err("the package store panicked".into()));
+        let bytes = fetched.map_err(|e| Refusal::Fetch {
             location: target.location.clone(),
             reason: e.to_string(),
         })?;

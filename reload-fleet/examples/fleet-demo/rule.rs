@@ -51,7 +51,7 @@ impl Rule {
     /// One request: whether it succeeded.
     pub fn serve(&self) -> bool {
         let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
-        self.doc.error_every == 0 || n % self.doc.error_every != 0
+        self.doc.error_every == 0 || !n.is_multiple_of(self.doc.error_every)
     }
 }
 

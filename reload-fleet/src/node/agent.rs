@@ -13,7 +13,7 @@ where
         let me = self.cfg.node.clone();
         let mut rollouts: BTreeSet<(String, String)> = self
             .etcd
-            .actives()
+            .actives_readable()
             .await?
             .into_iter()
             .filter(|(plugin, _)| self.cfg.plugins.contains(plugin))
@@ -28,8 +28,11 @@ where
         for (plugin, id) in rollouts {
             let state = match self.etcd.rollout(&id).await {
                 Ok(s) => s,
-                Err(FleetError::NoSuchRollout(_)) => continue,
-                Err(e) => return Err(e),
+                // etcd out of reach: look again at the next resync.
+                Err(e @ FleetError::Etcd(_)) => return Err(e),
+                // Gone, or a record nobody can read: not this node's to
+                // judge; the other rollouts and the reconciliation go on.
+                Err(_) => continue,
             };
             let mut local = self.local.lock();
             if let Some(p) = local.preparing.get_mut(&plugin) {
@@ -82,8 +85,20 @@ where
                     continue;
                 }
             }
-            let Some(target) = self.assignment(plugin).await? else {
-                continue;
+            let target = match self.assignment(plugin).await {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
+                Err(e @ FleetError::Etcd(_)) => return Err(e),
+                // An unreadable assignment: the node stays on what it
+                // serves and says why in its status.
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.local
+                        .lock()
+                        .behind
+                        .insert(plugin.clone(), (String::new(), Instant::now(), reason));
+                    continue;
+                }
             };
             if self
                 .serving(plugin)
@@ -112,6 +127,10 @@ where
     pub(super) async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
         let mut watching: Option<WatchStream> = None;
         let nodes = self.etcd.keys().nodes();
+        // One deadline across wake-ups: events that do not concern the
+        // node (other nodes' statuses, as often as they publish) must not
+        // put its resync off forever.
+        let mut resync = tokio::time::Instant::now() + self.cfg.resync;
         loop {
             if watching.is_none() {
                 let options = WatchOptions::new().with_prefix();
@@ -125,7 +144,7 @@ where
             let woken = tokio::select! {
                 _ = stopped.changed() => return,
                 () = self.wake.notified() => true,
-                () = tokio::time::sleep(self.cfg.resync) => true,
+                () = tokio::time::sleep_until(resync) => true,
                 event = next_event(&mut watching) => match event {
                     // Other nodes' statuses do not concern this one.
                     Some(keys) => keys.iter().any(|k| !k.starts_with(&nodes)),
@@ -139,6 +158,7 @@ where
                 // etcd out of reach: serve on, and look again at the next
                 // resync.
                 let _ = self.step().await;
+                resync = tokio::time::Instant::now() + self.cfg.resync;
             }
         }
     }

@@ -84,6 +84,20 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// The options as the agent uses them: `resync`, `request_timeout`
+    /// and `retry` at least 10 ms (zero would spin), the lease TTL
+    /// between 2 s and etcd's maximum (9 000 000 000 s).
+    pub fn clamped(mut self) -> Self {
+        let floor = Duration::from_millis(10);
+        self.resync = self.resync.max(floor);
+        self.request_timeout = self.request_timeout.max(floor);
+        self.retry = self.retry.max(floor);
+        self.lease_ttl = self
+            .lease_ttl
+            .clamp(Duration::from_secs(2), Duration::from_secs(9_000_000_000));
+        self
+    }
+
     /// A node with the defaults: lease 5 s, resync 500 ms, requests 2 s,
     /// retry 2 s, quiesced reloads with a 30 s drain.
     pub fn new(
@@ -246,6 +260,7 @@ where
         cx: Arc<P::Context>,
         health: impl HealthSource,
     ) -> Result<Self, FleetError> {
+        let cfg = cfg.clamped();
         for name in std::iter::once(&cfg.node).chain(&cfg.plugins) {
             if !valid_name(name) {
                 return Err(FleetError::Plan(format!(
@@ -392,7 +407,14 @@ where
                 .cfg
                 .plugins
                 .iter()
-                .map(|p| (p.clone(), self.health.health(p)))
+                .map(|p| {
+                    // The host's code: a panic publishes no figures
+                    // rather than stopping the node's status.
+                    let h = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.health.health(p)
+                    }));
+                    (p.clone(), h.unwrap_or_default())
+                })
                 .collect(),
             behind: local
                 .behind

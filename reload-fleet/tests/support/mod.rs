@@ -138,11 +138,23 @@ impl World {
     /// A node serving calls from its own thread; `refuse` names a version
     /// its unpack refuses.
     pub fn node(&self, node: &str, refuse: Option<&'static str>) -> TestNode {
+        self.node_with(node, refuse, |_| {})
+    }
+
+    /// [`World::node`] with its configuration changed by `tweak`.
+    pub fn node_with(
+        &self,
+        node: &str,
+        refuse: Option<&'static str>,
+        tweak: impl FnOnce(&mut NodeConfig),
+    ) -> TestNode {
+        let mut cfg = self.config(node);
+        tweak(&mut cfg);
         let registry = Arc::new(Registry::new(Unchecked));
         registry
             .register(unpack(&content("1.0.0", false), None).expect("v1"), &())
             .expect("registered");
-        TestNode::start(self.config(node), registry, self.store.clone(), refuse)
+        TestNode::start(cfg, registry, self.store.clone(), refuse)
     }
 
     pub fn coordinator(&self) -> Coordinator {
