@@ -115,8 +115,7 @@ fn a_withheld_commit_hands_the_package_back_and_the_old_version_serves_on() {
         .reload_with_barrier(vec![package("1.1.0", &inits)], &(), quiesced(), |_| {
             Err("stage 1 aborted: node b refused".to_owned())
         })
-        .err()
-        .expect("withheld");
+        .expect_err("withheld");
     match &rejected.error {
         RegistryError::Withheld { reason } => assert_eq!(reason, "stage 1 aborted: node b refused"),
         other => panic!("expected Withheld, got {other:?}"),
@@ -146,8 +145,7 @@ fn a_barrier_that_panics_withholds_the_commit() {
         .reload_with_barrier(vec![package("1.1.0", &inits)], &(), quiesced(), |_| {
             panic!("the coordinator's client blew up")
         })
-        .err()
-        .expect("withheld");
+        .expect_err("withheld");
     match &rejected.error {
         RegistryError::Withheld { reason } => {
             assert_eq!(reason, "panicked: the coordinator's client blew up")
