@@ -10,7 +10,8 @@ cargo fmt -- --check
 cargo clippy -q --all-targets -- -D warnings
 cargo clippy -q --all-targets --features dylib -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc -q --no-deps
-FLEET_REQUIRE_ETCD=1 cargo test -q
+# With `dylib`: the native-library test builds the workspace's adder plugins.
+FLEET_REQUIRE_ETCD=1 cargo test -q --features dylib
 # Packaged as a registry would take it (files and licenses); building the
 # package waits for reload-core on the registry, so it is listed here, not
 # verified.
