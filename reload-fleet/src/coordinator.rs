@@ -467,8 +467,9 @@ impl Coordinator {
                     plan.to.version,
                     plan.apply_timeout
                 ));
-                self.etcd.judge(plan, k, &verdict).await?;
-                progress(&Progress::Judged { stage: k, verdict });
+                if self.etcd.judge(plan, k, &verdict).await? {
+                    progress(&Progress::Judged { stage: k, verdict });
+                }
                 return Ok(());
             }
             tokio::time::sleep(self.poll).await;
@@ -560,8 +561,10 @@ impl Coordinator {
                 }
             }
         }
-        self.etcd.judge(plan, k, &verdict).await?;
-        progress(&Progress::Judged { stage: k, verdict });
+        // Another coordinator may have judged first: its verdict stands.
+        if self.etcd.judge(plan, k, &verdict).await? {
+            progress(&Progress::Judged { stage: k, verdict });
+        }
         Ok(())
     }
 

@@ -367,9 +367,10 @@ impl Etcd {
         }
     }
 
-    /// Records a stage's gate; a failed gate reverts the rollout (every
-    /// node of the plan assigned the old version), if it has not ended.
-    /// Returns whether this call ended it.
+    /// Records a stage's gate, once; a failed gate reverts the rollout
+    /// (every node of the plan assigned the old version). Nothing happens
+    /// if the rollout ended or the gate was judged already. Returns whether
+    /// this call wrote the verdict.
     ///
     /// # Errors
     ///
@@ -395,7 +396,10 @@ impl Etcd {
             };
             ops.extend(self.ending(plan, &outcome, &plan.from));
         }
-        self.if_running(plan, ops).await
+        // Written once: two coordinators that judged differently cannot
+        // both stand (the first verdict does).
+        let gate = Some(self.keys.gate(&plan.id, stage));
+        self.if_running_and(plan, gate, ops).await
     }
 
     /// Reverts a rollout (an operator's abort after a commit), if it has
@@ -435,13 +439,26 @@ impl Etcd {
     }
 
     async fn if_running(&self, plan: &Plan, ops: Vec<TxnOp>) -> Result<bool, FleetError> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                self.keys.outcome(&plan.id),
-                CompareOp::Equal,
-                0,
-            )])
-            .and_then(ops);
+        self.if_running_and(plan, None, ops).await
+    }
+
+    /// `ops` if the rollout has not ended (and, given `absent`, that key
+    /// does not exist).
+    async fn if_running_and(
+        &self,
+        plan: &Plan,
+        absent: Option<String>,
+        ops: Vec<TxnOp>,
+    ) -> Result<bool, FleetError> {
+        let mut when = vec![Compare::create_revision(
+            self.keys.outcome(&plan.id),
+            CompareOp::Equal,
+            0,
+        )];
+        if let Some(key) = absent {
+            when.push(Compare::create_revision(key, CompareOp::Equal, 0));
+        }
+        let txn = Txn::new().when(when).and_then(ops);
         Ok(self.client.clone().txn(txn).await?.succeeded())
     }
 

@@ -169,3 +169,32 @@ fn options_are_clamped_and_names_checked() {
         );
     }
 }
+
+#[test]
+fn starting_a_node_inside_an_async_context_is_an_error_not_a_panic() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let started = rt.block_on(async {
+        Node::start(
+            NodeConfig::new(
+                "n",
+                &["echo"],
+                &["http://127.0.0.1:1"],
+                std::env::temp_dir().join("fleet-async"),
+            ),
+            Arc::new(Registry::new(Unchecked)),
+            reload_fleet::DirStore::new("/nonexistent"),
+            |_: &str, bytes: Vec<u8>, _: &Path| unpack(&bytes, None),
+            Arc::new(()),
+            |_: &str| Health::default(),
+        )
+    });
+    match started {
+        Err(reload_fleet::FleetError::Start(why)) => {
+            assert!(why.contains("spawn_blocking"), "{why}")
+        }
+        other => panic!("expected FleetError::Start, got {:?}", other.map(|_| ())),
+    }
+}

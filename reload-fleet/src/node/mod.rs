@@ -248,7 +248,8 @@ where
     ///
     /// # Errors
     ///
-    /// [`FleetError::Plan`] for a node or plugin name that cannot be a key
+    /// [`FleetError::Start`] when called inside an async context (it would
+    /// block a runtime's thread); [`FleetError::Plan`] for a node or plugin name that cannot be a key
     /// segment; [`FleetError::Io`] if the runtime or the state directory
     /// cannot be made; [`FleetError::Etcd`] for malformed endpoints. etcd
     /// being out of reach is not an error.
@@ -260,6 +261,13 @@ where
         cx: Arc<P::Context>,
         health: impl HealthSource,
     ) -> Result<Self, FleetError> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(FleetError::Start(
+                "Node::start blocks until the node is warm: call it outside an async context \
+                 (from an async host, through spawn_blocking)"
+                    .to_owned(),
+            ));
+        }
         let cfg = cfg.clamped();
         for name in std::iter::once(&cfg.node).chain(&cfg.plugins) {
             if !valid_name(name) {
@@ -334,13 +342,17 @@ where
 
     /// Stops the agent and withdraws the node's status (revoking its
     /// lease). A preparation under way is dropped, as at a crash.
+    /// Inside an async context it cannot wait for the revocation: the
+    /// status then goes when its lease expires, as after a crash.
     pub fn stop(mut self) {
         let _ = self.stop.send(true);
         if let Some(runtime) = self.runtime.take() {
-            // The publisher revokes the lease as it stops.
-            runtime.block_on(async {
-                let _ = tokio::time::timeout(Duration::from_secs(2), self.stop.closed()).await;
-            });
+            if tokio::runtime::Handle::try_current().is_err() {
+                // The publisher revokes the lease as it stops.
+                runtime.block_on(async {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), self.stop.closed()).await;
+                });
+            }
             runtime.shutdown_background();
         }
     }
