@@ -386,3 +386,61 @@ fn a_paused_rollout_opens_no_further_stage_until_resumed() {
     assert!(seen.iter().any(|(_, p)| *p == Progress::Paused));
     fleet[1].wait("serves 1.1.0", |n| n.version() == "1.1.0");
 }
+
+#[test]
+fn two_coordinators_driving_one_rollout_agree() {
+    if !etcd::available() {
+        return;
+    }
+    let world = World::new("two-coordinators");
+    let fleet: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| world.node(n, None))
+        .collect();
+    let v2 = world.publish("1.1.0", false);
+    let spec = world.spec(
+        "twice",
+        &v2,
+        vec![
+            stage("canary", &["a"]),
+            StageSpec::Rest {
+                name: "rest".into(),
+            },
+        ],
+        400,
+    );
+    let (one, two) = (world.coordinator(), world.coordinator());
+    let rt = &world.rt;
+    let plan = rt.block_on(one.plan(spec)).expect("planned");
+    rt.block_on(one.start(&plan)).expect("started");
+    let drive = |c: &reload_fleet::Coordinator| {
+        let mut judged = 0;
+        let outcome = rt
+            .block_on(c.drive("twice", |p| {
+                judged += usize::from(matches!(p, Progress::Judged { .. }))
+            }))
+            .expect("driven");
+        (outcome, judged)
+    };
+    let (first, second) = std::thread::scope(|s| {
+        let a = s.spawn(|| drive(&one));
+        let b = s.spawn(|| drive(&two));
+        (a.join().expect("one"), b.join().expect("two"))
+    });
+    assert_eq!(
+        (first.0.clone(), second.0.clone()),
+        (Outcome::Done, Outcome::Done)
+    );
+    // Each gate was judged once, by one of them.
+    assert_eq!(first.1 + second.1, 2);
+    for n in &fleet {
+        n.wait("serves 1.1.0", |n| n.version() == "1.1.0");
+        let commits = n
+            .node()
+            .events()
+            .iter()
+            .filter(|e| matches!(e.what, What::Committed { .. }))
+            .count();
+        assert_eq!(commits, 1, "{}", n.name);
+    }
+}
