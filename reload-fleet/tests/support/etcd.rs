@@ -47,14 +47,22 @@ pub struct EtcdServer {
 }
 
 impl EtcdServer {
-    /// Starts one, in a fresh data directory under `root`.
+    /// Starts one, in a fresh data directory (in memory, under `/dev/shm`,
+    /// where there is one: etcd syncs every write, and a busy CI disk
+    /// would make its latency the test's; else under `root`).
     pub fn start(root: &Path) -> Self {
-        let dir = root.join("etcd");
+        let client = free_port();
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            shm.join(format!("reload-fleet-etcd-{}-{client}", std::process::id()))
+        } else {
+            root.join("etcd")
+        };
         let _ = std::fs::remove_dir_all(&dir);
         let server = EtcdServer {
             child: std::sync::Mutex::new(None),
             dir,
-            client: free_port(),
+            client,
             peer: free_port(),
         };
         server.restart();
@@ -122,5 +130,6 @@ impl EtcdServer {
 impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
