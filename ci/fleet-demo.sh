@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fleet demo: a real etcd, four host processes under load, five
+# The fleet demo: a real etcd, four HTTP host processes under load, five
 # rollouts (good in stages; refused by one node; reverted by a health
 # gate; a node killed and restarted; etcd stopped and restarted). Exits
 # non-zero if an invariant broke. Installs etcd and protoc if missing.

@@ -1,8 +1,9 @@
-//! The load generator: connections to every node, requests in a loop,
-//! every answer recorded as counts and version changes, with when.
+//! The load generator: keep-alive HTTP/1.1 connections to every node,
+//! `GET /` in a loop, every answer recorded as counts and version changes,
+//! with when.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,6 +63,31 @@ impl Load {
     }
 }
 
+/// Reads one response; its body into `body`.
+fn read_response(r: &mut BufReader<TcpStream>, body: &mut String) -> std::io::Result<()> {
+    let mut header = String::new();
+    let mut length = 0usize;
+    loop {
+        header.clear();
+        if r.read_line(&mut header)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let h = header.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = h.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut bytes = vec![0; length];
+    r.read_exact(&mut bytes)?;
+    body.push_str(&String::from_utf8_lossy(&bytes));
+    Ok(())
+}
+
 fn drive(port: u16, seen: &Mutex<Seen>, up: &AtomicBool, stop: &AtomicBool) {
     let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
     let mut line = String::new();
@@ -85,7 +111,10 @@ fn drive(port: u16, seen: &Mutex<Seen>, up: &AtomicBool, stop: &AtomicBool) {
             continue;
         };
         line.clear();
-        let answered = w.write_all(b"x\n").is_ok() && r.read_line(&mut line).is_ok_and(|n| n > 0);
+        let answered = w
+            .write_all(b"GET / HTTP/1.1\r\nHost: fleet\r\n\r\n")
+            .is_ok()
+            && read_response(r, &mut line).is_ok();
         let now = Instant::now();
         let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
         if !answered {

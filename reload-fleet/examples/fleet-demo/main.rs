@@ -1,5 +1,5 @@
-//! The fleet demo: a real etcd, four host processes serving a `rules`
-//! plugin over TCP under load, and five rollouts: a good version in
+//! The fleet demo: a real etcd, four HTTP host processes (axum behind
+//! `reload-tower`) serving a `rules` plugin under load, and five rollouts: a good version in
 //! stages; a version one node refuses (aborted everywhere before any
 //! commit); a version whose error rate trips the canary's gate (reverted
 //! fleet-wide); a node killed mid-rollout and restarted; etcd stopped

@@ -1,17 +1,23 @@
-//! One host process of the fleet: a registry serving the `rules` plugin
-//! over TCP (one line per request: `x` in, `<version> ok|err` out), a
-//! fleet node agent beside it, and the health figures it publishes.
+//! One host process of the fleet: axum on hyper, its one route served by
+//! the `rules` plugin through `reload-tower` (a registry handle as the
+//! source: every request on the version that admitted it), a fleet node
+//! agent beside it, and the health figures it publishes. `GET /` answers
+//! `<version> ok` (200) or `<version> err` (500).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::error_handling::HandleErrorLayer;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
 use reload_core::registry::Registry;
 use reload_core::verify::Unchecked;
 use reload_core::ReloadOptions;
 use reload_fleet::{Counters, DirStore, Node, NodeConfig, Warmed};
+use reload_tower::{BoxError, Leased, ReloadLayer};
+use tower::ServiceBuilder;
 
 use crate::rule::{self, Rule};
 
@@ -57,6 +63,7 @@ pub fn main(args: Args) -> Result<(), String> {
         .register(package, &())
         .map_err(|r| r.error.to_string())?;
 
+    // Warm before serving: the node comes up on what the fleet committed.
     let counters = Arc::new(Counters::new());
     let mut cfg = NodeConfig::new(&args.name, &["rules"], &[&args.etcd], &args.state);
     cfg.resync = Duration::from_millis(250);
@@ -79,40 +86,46 @@ pub fn main(args: Args) -> Result<(), String> {
         Some(Warmed::Host { why }) => format!("the host's own ({why})"),
         None => "nothing".to_owned(),
     };
-    let listener = TcpListener::bind(("127.0.0.1", args.port)).map_err(|e| e.to_string())?;
-    println!("ready {} on {warmed}", args.name);
-    let _ = std::io::stdout().flush();
-    for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
-        let (registry, counters) = (Arc::clone(&registry), Arc::clone(&counters));
-        std::thread::spawn(move || {
-            let Ok(read) = conn.try_clone() else { return };
-            let mut out = conn;
-            for line in BufReader::new(read).lines() {
-                if line.is_err() {
-                    return;
-                }
+
+    let handle = registry.handle("rules").map_err(|e| e.to_string())?;
+    let app = Router::new().route(
+        "/",
+        get(move |rule: Leased<Rule>| {
+            let counters = Arc::clone(&counters);
+            async move {
                 let start = Instant::now();
-                let answer = registry.call("rules", |c| {
-                    let r: &Rule = c.plugin();
-                    (r.doc.version.clone(), r.serve())
-                });
-                let reply = match answer {
-                    Ok((version, ok)) => {
-                        counters.record("rules", ok, start.elapsed());
-                        format!("{version} {}\n", if ok { "ok" } else { "err" })
-                    }
-                    Err(e) => {
-                        counters.record("rules", false, start.elapsed());
-                        format!("- unserved {e}\n")
-                    }
+                let r: &Rule = &rule;
+                let ok = r.serve();
+                counters.record("rules", ok, start.elapsed());
+                let status = if ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
                 };
-                if out.write_all(reply.as_bytes()).is_err() {
-                    return;
-                }
+                let word = if ok { "ok" } else { "err" };
+                (status, format!("{} {word}", r.doc.version))
             }
-        });
-    }
+        })
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|e: BoxError| async move {
+                    (StatusCode::SERVICE_UNAVAILABLE, format!("- unserved {e}"))
+                }))
+                .layer(ReloadLayer::new(handle)),
+        ),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("ready {} on {warmed}", args.name);
+        axum::serve(listener, app).await.map_err(|e| e.to_string())
+    })?;
     drop(node);
     Ok(())
 }
