@@ -154,22 +154,14 @@ impl Etcd {
         Ok(())
     }
 
-    /// The rollouts going on: `(plugin, rollout id)`.
-    ///
-    /// # Errors
-    ///
-    /// etcd's, or [`FleetError::Record`].
-    pub async fn actives(&self) -> Result<Vec<(String, String)>, FleetError> {
-        self.list(&self.keys.actives()).await
-    }
-
-    /// The rollouts going on whose `active` record is readable (one
-    /// unreadable record does not hide the others).
+    /// The rollouts going on, `(plugin, rollout id)`, of those whose
+    /// `active` record is readable (one unreadable record does not hide the
+    /// others).
     ///
     /// # Errors
     ///
     /// etcd's.
-    pub async fn actives_readable(&self) -> Result<Vec<(String, String)>, FleetError> {
+    pub async fn actives(&self) -> Result<Vec<(String, String)>, FleetError> {
         let prefix = self.keys.actives();
         let resp = self
             .client
@@ -200,14 +192,11 @@ impl Etcd {
             .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
             .await?;
         let mut plan = None;
-        let mut state = RolloutState {
-            plan: placeholder_plan(),
-            reports: BTreeMap::new(),
-            decisions: BTreeMap::new(),
-            gates: BTreeMap::new(),
-            outcome: None,
-            control: Control::Run,
-        };
+        let mut control = Control::Run;
+        let mut outcome = None;
+        let mut reports: BTreeMap<usize, BTreeMap<String, Report>> = BTreeMap::new();
+        let mut decisions = BTreeMap::new();
+        let mut gates = BTreeMap::new();
         for kv in resp.kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
             let rest = &key[prefix.len().min(key.len())..];
@@ -220,17 +209,16 @@ impl Etcd {
             };
             match parts.as_slice() {
                 ["plan"] => plan = Some(decode::<Plan>(&key, kv.value())?),
-                ["control"] => state.control = decode(&key, kv.value())?,
-                ["outcome"] => state.outcome = Some(decode(&key, kv.value())?),
+                ["control"] => control = decode(&key, kv.value())?,
+                ["outcome"] => outcome = Some(decode(&key, kv.value())?),
                 ["stages", k, "decision"] => {
-                    state.decisions.insert(stage(k)?, decode(&key, kv.value())?);
+                    decisions.insert(stage(k)?, decode(&key, kv.value())?);
                 }
                 ["stages", k, "gate"] => {
-                    state.gates.insert(stage(k)?, decode(&key, kv.value())?);
+                    gates.insert(stage(k)?, decode(&key, kv.value())?);
                 }
                 ["stages", k, "reports", node] => {
-                    state
-                        .reports
+                    reports
                         .entry(stage(k)?)
                         .or_default()
                         .insert((*node).to_owned(), decode(&key, kv.value())?);
@@ -239,8 +227,14 @@ impl Etcd {
                 _ => {}
             }
         }
-        state.plan = plan.ok_or_else(|| FleetError::NoSuchRollout(id.to_owned()))?;
-        Ok(state)
+        Ok(RolloutState {
+            plan: plan.ok_or_else(|| FleetError::NoSuchRollout(id.to_owned()))?,
+            reports,
+            decisions,
+            gates,
+            outcome,
+            control,
+        })
     }
 
     /// Creates a rollout: its plan, and the plugin's `active` key, only if
@@ -487,22 +481,4 @@ fn first_value(responses: &[TxnOpResponse]) -> Option<Vec<u8>> {
         TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.value().to_vec()),
         _ => None,
     })
-}
-
-fn placeholder_plan() -> Plan {
-    let none = Target {
-        version: String::new(),
-        digest: String::new(),
-        location: String::new(),
-    };
-    Plan {
-        id: String::new(),
-        plugin: String::new(),
-        to: none.clone(),
-        from: none,
-        stages: Vec::new(),
-        gate: Default::default(),
-        prepare_timeout: Duration::ZERO,
-        apply_timeout: Duration::ZERO,
-    }
 }

@@ -13,7 +13,7 @@ where
         let me = self.cfg.node.clone();
         let mut rollouts: BTreeSet<(String, String)> = self
             .etcd
-            .actives_readable()
+            .actives()
             .await?
             .into_iter()
             .filter(|(plugin, _)| self.cfg.plugins.contains(plugin))
@@ -72,11 +72,14 @@ where
             drop(local);
             let shared = Arc::clone(self);
             let plan = state.plan.clone();
-            spawn_thread(&format!("fleet-prepare-{plugin}"), move || {
+            let spawned = spawn_thread(&format!("fleet-prepare-{plugin}"), move || {
                 shared.prepare(&plan, k, &decided);
                 shared.local.lock().preparing.remove(&plan.plugin);
                 shared.wake.notify_one();
             });
+            if !spawned {
+                self.local.lock().preparing.remove(&plugin);
+            }
         }
         for plugin in &self.cfg.plugins {
             {
@@ -115,12 +118,15 @@ where
             local.applying.insert(plugin.clone());
             drop(local);
             let shared = Arc::clone(self);
-            let plugin = plugin.clone();
-            spawn_thread(&format!("fleet-apply-{plugin}"), move || {
-                let _ = shared.apply(&plugin, &target);
-                shared.local.lock().applying.remove(&plugin);
+            let name = plugin.clone();
+            let spawned = spawn_thread(&format!("fleet-apply-{plugin}"), move || {
+                let _ = shared.apply(&name, &target);
+                shared.local.lock().applying.remove(&name);
                 shared.wake.notify_one();
             });
+            if !spawned {
+                self.local.lock().applying.remove(plugin);
+            }
         }
         Ok(())
     }

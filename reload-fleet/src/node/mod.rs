@@ -438,9 +438,14 @@ where
     }
 }
 
-fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) {
-    // A thread that cannot be made leaves the work for the next step.
-    let _ = std::thread::Builder::new().name(name.to_owned()).spawn(f);
+/// Runs `f` on a thread of its own; whether one could be made (if not,
+/// the caller takes back what it marked as under way, and the next step
+/// tries again).
+fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> bool {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .is_ok()
 }
 
 pub(crate) fn now_ms() -> u64 {
