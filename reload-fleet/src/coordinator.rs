@@ -127,6 +127,48 @@ pub enum Progress {
     Ended(Outcome),
 }
 
+/// One line for a progress display (the command-line tool's and the
+/// demo's).
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::Opened { stage, nodes } => {
+                write!(f, "stage {stage} open: {}", nodes.join(", "))
+            }
+            Progress::Reported {
+                stage,
+                node,
+                report: Report::Ready,
+            } => write!(f, "stage {stage}: {node} ready"),
+            Progress::Reported {
+                stage,
+                node,
+                report: Report::Refused(r),
+            } => write!(f, "stage {stage}: {node} REFUSED: {r}"),
+            Progress::Decided { stage, decision } => write!(f, "stage {stage}: {decision:?}"),
+            Progress::Soaking { stage } => {
+                write!(f, "stage {stage}: every node serves it; soaking")
+            }
+            Progress::Judged { stage, verdict } => write!(
+                f,
+                "stage {stage} gate {}: {} calls, {} errors, p99 {} µs{}",
+                if verdict.passed { "passed" } else { "FAILED" },
+                verdict.calls,
+                verdict.errors,
+                verdict.p99_us,
+                verdict
+                    .reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
+            Progress::Paused => write!(f, "paused"),
+            Progress::Unreachable(e) => write!(f, "etcd out of reach: {e}"),
+            Progress::Ended(o) => write!(f, "ended: {o}"),
+        }
+    }
+}
+
 /// The coordinator.
 #[derive(Clone, Debug)]
 pub struct Coordinator {

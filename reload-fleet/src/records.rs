@@ -195,6 +195,18 @@ pub enum Outcome {
     },
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Done => write!(f, "done: the fleet serves the new version"),
+            Outcome::Aborted { stage, reason } => write!(f, "aborted at stage {stage}: {reason}"),
+            Outcome::Reverted { stage, reason } => {
+                write!(f, "reverted after stage {stage}: {reason}")
+            }
+        }
+    }
+}
+
 /// An operator's say over a running rollout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reload_fleet::{
-    Coordinator, DirStore, GateSpec, Keys, Outcome, PlanSpec, Progress, Report, StageSpec, Target,
+    Coordinator, DirStore, GateSpec, Keys, Outcome, PlanSpec, Progress, StageSpec, Target,
 };
 
 use crate::etcd::{self, EtcdServer};
@@ -325,42 +325,12 @@ fn rollout(ctx: &Ctx, r: &Rollout) -> Result<(bool, String), String> {
         .block_on(ctx.coord.drive(&plan.id, |p| {
             let t = t0.elapsed().as_secs_f64();
             match p {
-                Progress::Opened { stage, nodes } => {
-                    println!("[{t:5.1}s] stage {stage} open: {}", nodes.join(", "))
-                }
-                Progress::Reported {
-                    stage,
-                    node,
-                    report,
-                } => match report {
-                    Report::Ready => println!("[{t:5.1}s] stage {stage}: {node} ready"),
-                    Report::Refused(why) => {
-                        println!("[{t:5.1}s] stage {stage}: {node} refused: {why}")
-                    }
-                },
-                Progress::Decided { stage, decision } => {
-                    println!("[{t:5.1}s] stage {stage}: {decision:?}")
-                }
-                Progress::Soaking { stage } => {
-                    println!("[{t:5.1}s] stage {stage}: soaking");
-                    if *stage == 0 && injected.is_none() {
-                        injected = inject(ctx, r.inject, t0);
-                    }
-                }
-                Progress::Judged { stage, verdict } => println!(
-                    "[{t:5.1}s] stage {stage} gate {}: {} calls, {} errors{}",
-                    if verdict.passed { "passed" } else { "FAILED" },
-                    verdict.calls,
-                    verdict.errors,
-                    verdict
-                        .reason
-                        .as_ref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                ),
-                Progress::Paused => println!("[{t:5.1}s] paused"),
+                // Retried; the outage is printed where it is injected.
                 Progress::Unreachable(_) => {}
-                Progress::Ended(o) => println!("[{t:5.1}s] ended: {o:?}"),
+                _ => println!("[{t:5.1}s] {p}"),
+            }
+            if matches!(p, Progress::Soaking { stage: 0 }) && injected.is_none() {
+                injected = inject(ctx, r.inject, t0);
             }
         }))
         .map_err(|e| e.to_string())?;

@@ -10,9 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use reload_fleet::{
-    Control, Coordinator, DirStore, FleetError, Keys, Outcome, PlanSpec, Progress, Report,
-};
+use reload_fleet::{Control, Coordinator, DirStore, FleetError, Keys, Outcome, PlanSpec};
 
 #[derive(Parser)]
 #[command(
@@ -183,7 +181,7 @@ async fn run(cli: Cli) -> Result<ExitCode, FleetError> {
                     last = Some(line);
                 }
                 if let Some(outcome) = state.outcome {
-                    println!("ended: {}", describe(&outcome));
+                    println!("ended: {outcome}");
                     return Ok(exit_for(&outcome));
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -226,52 +224,10 @@ async fn drive(c: &Coordinator, id: &str) -> Result<ExitCode, FleetError> {
     let start = Instant::now();
     let outcome = c
         .drive(id, |p| {
-            let t = start.elapsed().as_secs_f64();
-            match p {
-                Progress::Opened { stage, nodes } => {
-                    println!("[{t:6.1}s] stage {stage} open: {}", nodes.join(", "))
-                }
-                Progress::Reported {
-                    stage,
-                    node,
-                    report,
-                } => match report {
-                    Report::Ready => println!("[{t:6.1}s] stage {stage}: {node} ready"),
-                    Report::Refused(r) => println!("[{t:6.1}s] stage {stage}: {node} REFUSED: {r}"),
-                },
-                Progress::Decided { stage, decision } => {
-                    println!("[{t:6.1}s] stage {stage}: {decision:?}")
-                }
-                Progress::Soaking { stage } => {
-                    println!("[{t:6.1}s] stage {stage}: every node serves it; soaking")
-                }
-                Progress::Judged { stage, verdict } => println!(
-                    "[{t:6.1}s] stage {stage} gate {}: {} calls, {} errors, p99 {} µs{}",
-                    if verdict.passed { "passed" } else { "FAILED" },
-                    verdict.calls,
-                    verdict.errors,
-                    verdict.p99_us,
-                    verdict
-                        .reason
-                        .as_ref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                ),
-                Progress::Paused => println!("[{t:6.1}s] paused"),
-                Progress::Unreachable(e) => println!("[{t:6.1}s] etcd out of reach: {e}"),
-                Progress::Ended(o) => println!("[{t:6.1}s] ended: {}", describe(o)),
-            }
+            println!("[{:6.1}s] {p}", start.elapsed().as_secs_f64())
         })
         .await?;
     Ok(exit_for(&outcome))
-}
-
-fn describe(o: &Outcome) -> String {
-    match o {
-        Outcome::Done => "done: the fleet serves the new version".to_owned(),
-        Outcome::Aborted { stage, reason } => format!("aborted at stage {stage}: {reason}"),
-        Outcome::Reverted { stage, reason } => format!("reverted after stage {stage}: {reason}"),
-    }
 }
 
 fn exit_for(o: &Outcome) -> ExitCode {
