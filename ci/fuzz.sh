@@ -31,7 +31,7 @@ else
   echo "== fuzzing on stable (no nightly toolchain): --sanitizer none"
 fi
 features=()
-[ "${FUZZ_WASM:-0}" = 1 ] && features=(--features wasm)
+[ "${FUZZ_WASM:-0}" = 1 ] && features=(--features component)
 
 targets=()
 for target in $("${fuzz[@]}" list); do

@@ -13,9 +13,9 @@ echo "== cargo clippy -p reload-core --no-default-features (a Slot-only build)"
 cargo clippy -p reload-core --lib --no-default-features -- -D warnings
 echo "== cargo clippy -p reload-core --no-default-features --features metrics"
 cargo clippy -p reload-core --lib --no-default-features --features metrics -- -D warnings
-echo "== cargo clippy -p reload-sqlite, each plugin kind (none, wasm)"
+echo "== cargo clippy -p reload-sqlite, each plugin kind (none, wasm and components)"
 cargo clippy -p reload-sqlite --all-targets --no-default-features -- -D warnings
-cargo clippy -p reload-sqlite --all-targets --features wasm -- -D warnings
+cargo clippy -p reload-sqlite --all-targets --features component -- -D warnings
 echo "== cargo clippy -p reload-tower --lib (without its axum feature)"
 cargo clippy -p reload-tower --lib -- -D warnings
 echo "== cargo doc -D warnings"

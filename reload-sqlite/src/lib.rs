@@ -90,6 +90,12 @@
 //!   ([`reload_core::dylib::DylibPlugin`]) and [`DylibDeployer`].
 //! - `wasm`: [`SqlPlugin`] for WebAssembly modules
 //!   (`reload_core::wasm::WasmPlugin`).
+//! - `component`: [`SqlPlugin`] for WebAssembly components of
+//!   `reload:plugin`'s world
+//!   (`reload_core::wasm::component::ComponentPlugin<PluginWorld>`). A
+//!   component of a host's own typed world is called from a scalar
+//!   function the host registers itself, entering the registry per call
+//!   (`wasm-demo/tests/sqlite.rs` shows one beside a native library).
 //! - `window` (default): `Hot::window` (SQLite 3.25 or later).
 //! - `bundled`: SQLite compiled in (rusqlite's `bundled`); without it, the
 //!   system's.

@@ -45,3 +45,15 @@ impl SqlPlugin for reload_core::wasm::WasmPlugin {
         self.call_with(input, reply)
     }
 }
+
+#[cfg(feature = "component")]
+impl SqlPlugin
+    for reload_core::wasm::component::ComponentPlugin<reload_core::wasm::component::PluginWorld>
+{
+    type Error = reload_core::wasm::WasmError;
+
+    fn call_sql<R>(&self, input: &[u8], reply: impl FnOnce(&[u8]) -> R) -> Result<R, Self::Error> {
+        // The component model lifts the reply into the host's own buffer.
+        self.call(input).map(|bytes| reply(&bytes))
+    }
+}

@@ -7,6 +7,7 @@
 //! manifest lists (refused before instantiation).
 
 pub mod guests;
+pub mod udf;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

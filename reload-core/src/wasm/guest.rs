@@ -32,6 +32,24 @@ pub(super) struct State {
     until: Option<Instant>,
 }
 
+/// A store's data that carries a call's deadline: the core modules' own
+/// [`State`], and the component stores' host data.
+pub(super) trait Bounded: 'static {
+    /// The instant the current call must end by (`None`: never).
+    fn until(&self) -> Option<Instant>;
+    /// Sets it, when a call's budget is armed.
+    fn set_until(&mut self, until: Option<Instant>);
+}
+
+impl Bounded for State {
+    fn until(&self) -> Option<Instant> {
+        self.until
+    }
+    fn set_until(&mut self, until: Option<Instant>) {
+        self.until = until;
+    }
+}
+
 /// What one call may spend, start to end, whatever it runs on the way
 /// (making an instance, its `reload_init`, the call itself): the instant it
 /// must end by, and its fuel.
@@ -40,7 +58,7 @@ pub(super) struct Budget {
     until: Option<Instant>,
     fuel: Option<u64>,
     /// The limit it was made from, for the error.
-    deadline: Duration,
+    pub(super) deadline: Duration,
     /// When to look at the clock first: the whole ticks in `deadline`,
     /// counted from the budget's start (one read of the clock per call).
     first_look: u64,
@@ -83,8 +101,10 @@ fn whole_ticks(span: Duration) -> u64 {
 }
 
 /// The store's epoch callback: the look at the clock.
-fn on_epoch(store: StoreContextMut<'_, State>) -> wasmtime::Result<UpdateDeadline> {
-    match store.data().until {
+pub(super) fn on_epoch<T: Bounded>(
+    store: StoreContextMut<'_, T>,
+) -> wasmtime::Result<UpdateDeadline> {
+    match store.data().until() {
         Some(until) if Instant::now() >= until => Err(Trap::Interrupt.into()),
         until => Ok(UpdateDeadline::Continue(ticks_left(until))),
     }
@@ -104,7 +124,7 @@ pub(super) struct Guest {
 pub(super) const ALLOC: &str = "reload_alloc";
 pub(super) const CALL: &str = "reload_call";
 
-fn classify(entry: &'static str, deadline: Duration, e: &wasmtime::Error) -> WasmError {
+pub(super) fn classify(entry: &'static str, deadline: Duration, e: &wasmtime::Error) -> WasmError {
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => WasmError::Interrupted { entry, deadline },
         Some(Trap::OutOfFuel) => WasmError::OutOfFuel { entry },
@@ -292,8 +312,12 @@ impl Guest {
 
 /// Sets the call's bounds: its deadline (and when to look at the clock
 /// first) and its fuel.
-fn arm(store: &mut Store<State>, budget: &Budget, entry: &'static str) -> Result<(), WasmError> {
-    store.data_mut().until = budget.until;
+pub(super) fn arm<T: Bounded>(
+    store: &mut Store<T>,
+    budget: &Budget,
+    entry: &'static str,
+) -> Result<(), WasmError> {
+    store.data_mut().set_until(budget.until);
     // Each budget is armed once, just after it starts (a call's, right
     // after the pool's lock; a fresh instance's, just before it is made),
     // so its whole ticks serve without a second read of the clock: the

@@ -60,6 +60,8 @@
 //! `docs/wasm.md` has the design, the measurements and how to build a guest
 //! from Rust, C or other languages.
 
+#[cfg(feature = "component")]
+pub mod component;
 mod guest;
 mod section;
 
@@ -74,7 +76,10 @@ use reload_abi::wire;
 use wasmtime::{Config, Engine, ExternType, Module, ValType};
 
 use guest::{Budget, Guest};
-pub use section::{custom_section, manifest_section, SectionError, MANIFEST_SECTION};
+pub use section::{custom_section, is_component, manifest_section, SectionError, MANIFEST_SECTION};
+/// The wasmtime this feature is built on, for hosts that name its types
+/// (and `bindgen!`'s `wasmtime_crate`), so they use the same version.
+pub use wasmtime;
 
 use crate::background::{self, ThreadExit, ThreadHealth};
 use crate::manifest::{Manifest, ManifestError};
@@ -226,6 +231,31 @@ pub enum WasmError {
     /// the call is refused rather than run unbounded.
     #[error("calls are refused: {0}")]
     TickerStopped(ThreadExit),
+    /// A component exports no version of an interface the host binds (or
+    /// the library's own `reload:plugin` interfaces at a version this
+    /// library cannot call) that is semver-compatible with what is
+    /// wanted. Checked before anything is instantiated.
+    #[error("no compatible interface: wants {wanted}; the component exports {found}")]
+    Incompatible {
+        /// What the host (or the library) can bind, by alternative.
+        wanted: String,
+        /// The interfaces the component exports.
+        found: String,
+    },
+    /// A component's imports are not what the host offers (a missing host
+    /// function, or one of another type). Checked before instantiation.
+    #[error("the component's imports do not match the host's: {0}")]
+    Imports(String),
+    /// A stateful component's instance failed inside the engine (a trap,
+    /// its deadline, its fuel, a reply that does not lift), so wasmtime
+    /// will not enter it again and its state went with it: every later
+    /// call of that version fails with this, naming the first failure,
+    /// until a reload replaces it (see `wasm::component`'s docs).
+    #[error("the instance was lost to an earlier failure ({cause}); reload to serve again")]
+    Poisoned {
+        /// The failure that lost it.
+        cause: String,
+    },
 }
 
 /// The engine every version of a runtime compiles on, with its epoch

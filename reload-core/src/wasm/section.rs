@@ -14,8 +14,9 @@ pub const MANIFEST_SECTION: &str = "reload-manifest";
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SectionError {
-    /// Not `\0asm` version 1.
-    #[error("not a WebAssembly module (bad magic or version)")]
+    /// Neither a module (`\0asm` version 1) nor a component (`\0asm`
+    /// version `0x0d`, layer 1).
+    #[error("not a WebAssembly module or component (bad magic or version)")]
     NotWasm,
     /// A section's length runs past the end, or a LEB128 is malformed.
     #[error("truncated or malformed at byte {at}")]
@@ -48,13 +49,26 @@ fn leb_u32(bytes: &[u8], at: &mut usize) -> Result<u32, SectionError> {
     Err(SectionError::Malformed { at: start })
 }
 
-/// The payload of the custom section `name` in `module`.
+/// A core module's preamble: magic and version 1.
+const MODULE: &[u8; 8] = b"\0asm\x01\0\0\0";
+/// A component's preamble: magic, version `0x0d`, layer 1.
+const COMPONENT: &[u8; 8] = b"\0asm\x0d\0\x01\0";
+
+/// Whether `bytes` start as a component (rather than a core module).
+pub fn is_component(bytes: &[u8]) -> bool {
+    bytes.get(..8) == Some(COMPONENT.as_slice())
+}
+
+/// The payload of the custom section `name` at the top level of `module`
+/// (a core module, or a component: its nested modules' sections are not
+/// looked into).
 ///
 /// # Errors
 ///
 /// A [`SectionError`].
 pub fn custom_section<'a>(module: &'a [u8], name: &'static str) -> Result<&'a [u8], SectionError> {
-    if module.get(..8) != Some(b"\0asm\x01\0\0\0".as_slice()) {
+    let preamble = module.get(..8);
+    if preamble != Some(MODULE.as_slice()) && preamble != Some(COMPONENT.as_slice()) {
         return Err(SectionError::NotWasm);
     }
     let mut at = 8;
