@@ -36,7 +36,7 @@ pub mod v1_1 {
 
 /// What the host functions see: how many values guests logged.
 #[derive(Clone, Debug, Default)]
-pub struct Logged(pub Arc<AtomicU64>);
+pub struct Logged(pub Arc<AtomicU64>, pub Option<i64>);
 
 impl Logged {
     /// Values logged so far.
@@ -45,15 +45,27 @@ impl Logged {
     }
 }
 
-impl v1_0::my::udf::host::Host for Logged {
-    fn log(&mut self, _value: i64) {
+impl Logged {
+    /// A log that panics on `value` (the host's own bug, for the tests).
+    pub fn panicking_on(value: i64) -> Self {
+        Logged(Arc::default(), Some(value))
+    }
+
+    fn log(&mut self, value: i64) {
+        assert_ne!(Some(value), self.1, "the host's log panics");
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
 
+impl v1_0::my::udf::host::Host for Logged {
+    fn log(&mut self, value: i64) {
+        Logged::log(self, value);
+    }
+}
+
 impl v1_1::my::udf::host::Host for Logged {
-    fn log(&mut self, _value: i64) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    fn log(&mut self, value: i64) {
+        Logged::log(self, value);
     }
 }
 

@@ -381,6 +381,29 @@ fn the_host_worlds_own_panics_are_contained() {
 }
 
 #[test]
+fn a_host_function_that_panics_fails_the_call_and_the_version_serves_on() {
+    let world = UdfWorld {
+        logged: Logged::panicking_on(13),
+        panic_in_bind: false,
+    };
+    let runtime = ComponentRuntime::new(limits(GENEROUS), world).expect("engine");
+    let registry = Registry::new(Unchecked);
+    let package = runtime
+        .package(with_manifest(&wat::udf("1.1.0"), &manifest("udf", "1.0.0", &[])))
+        .expect("packages");
+    registry.register(package, b"").expect("registered");
+    let on = |x| registry.call("udf", |c| eval(c.plugin(), x)).expect("in");
+    match on(13) {
+        Err(WasmError::Trap { entry: "call", message }) => {
+            assert!(message.contains("the host's log panics"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(registry.stats().per_plugin["udf"].in_flight, 0, "the lease went back");
+    assert_eq!(on(4).expect("serves on"), 8);
+}
+
+#[test]
 fn traps_deadlines_and_fuel_are_typed_and_a_stateless_version_serves_on() {
     let deadline = Duration::from_millis(100);
     let (runtime, _) = udf_runtime(deadline, None);
