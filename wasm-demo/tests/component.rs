@@ -389,17 +389,27 @@ fn a_host_function_that_panics_fails_the_call_and_the_version_serves_on() {
     let runtime = ComponentRuntime::new(limits(GENEROUS), world).expect("engine");
     let registry = Registry::new(Unchecked);
     let package = runtime
-        .package(with_manifest(&wat::udf("1.1.0"), &manifest("udf", "1.0.0", &[])))
+        .package(with_manifest(
+            &wat::udf("1.1.0"),
+            &manifest("udf", "1.0.0", &[]),
+        ))
         .expect("packages");
     registry.register(package, b"").expect("registered");
     let on = |x| registry.call("udf", |c| eval(c.plugin(), x)).expect("in");
     match on(13) {
-        Err(WasmError::Trap { entry: "call", message }) => {
+        Err(WasmError::Trap {
+            entry: "call",
+            message,
+        }) => {
             assert!(message.contains("the host's log panics"), "{message}")
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(registry.stats().per_plugin["udf"].in_flight, 0, "the lease went back");
+    assert_eq!(
+        registry.stats().per_plugin["udf"].in_flight,
+        0,
+        "the lease went back"
+    );
     assert_eq!(on(4).expect("serves on"), 8);
 }
 
@@ -717,4 +727,104 @@ fn core_modules_and_components_share_one_engine() {
     assert!(core
         .package(with_manifest(&wat::echo(), &manifest("e", "1.0.0", &[])))
         .is_err());
+}
+
+/// A world with no binding, one whose `link` fails, and one whose
+/// `bindings` panics: each refused when the runtime is made, typed.
+#[test]
+fn a_broken_world_is_refused_when_the_runtime_is_made() {
+    use reload_core::wasm::component::{Binding, Host, World};
+    use reload_core::wasm::wasmtime::component::{Instance, Linker};
+    use reload_core::wasm::wasmtime::StoreContextMut;
+
+    struct Broken(u8);
+    impl World for Broken {
+        type Bindings = ();
+        type Data = ();
+        fn bindings(&self) -> Vec<Binding> {
+            match self.0 {
+                0 => Vec::new(),
+                1 => vec![Binding::new("1", &["a:b/c@1.0.0"])],
+                _ => panic!("the host's bindings panic"),
+            }
+        }
+        fn data(&self) {}
+        fn link(
+            &self,
+            _: usize,
+            _: &mut Linker<Host<()>>,
+        ) -> reload_core::wasm::wasmtime::Result<()> {
+            Err(reload_core::wasm::wasmtime::Error::msg(
+                "no such host function",
+            ))
+        }
+        fn bind(
+            &self,
+            _: usize,
+            _: StoreContextMut<'_, Host<()>>,
+            _: &Instance,
+        ) -> reload_core::wasm::wasmtime::Result<()> {
+            Ok(())
+        }
+    }
+    for (kind, says) in [
+        (0, "declares no binding"),
+        (1, "no such host function"),
+        (2, "the host's bindings panic"),
+    ] {
+        match ComponentRuntime::new(limits(GENEROUS), Broken(kind)) {
+            Err(WasmError::Imports(message)) => assert!(message.contains(says), "{message}"),
+            other => panic!("{kind}: {other:?}"),
+        }
+    }
+}
+
+/// The edges of `Limits` on components: a memory cap below what the guest
+/// needs refuses the version at `link`, typed, with nothing registered; a
+/// pool of 0 makes every call's instance; a zero deadline interrupts a
+/// spinning call.
+#[test]
+fn limits_at_their_edges_hold_for_components() {
+    let tiny = ComponentRuntime::plugins(Limits {
+        memory: 0,
+        ..limits(GENEROUS)
+    })
+    .expect("engine");
+    let registry = Registry::new(Unchecked);
+    let package = tiny
+        .package(with_manifest(&wat::echo(), &manifest("echo", "1.0.0", &[])))
+        .expect("packages: memory is met at instantiation");
+    let refused = registry
+        .register(package, b"")
+        .expect_err("no instance fits");
+    let error = refused.error.to_string();
+    assert!(error.contains("instantiate"), "{error}");
+    assert!(!registry.contains("echo"));
+
+    let unpooled = ComponentRuntime::plugins(Limits {
+        pool: 0,
+        deadline: Duration::ZERO,
+        ..limits(GENEROUS)
+    })
+    .expect("engine");
+    let registry = Registry::new(Unchecked);
+    let package = unpooled
+        .package(with_manifest(&wat::echo(), &manifest("echo", "1.0.0", &[])))
+        .expect("packages");
+    match registry.register(package, b"") {
+        // Instantiating may itself outlast a zero deadline: typed either way.
+        Err(refused) => {
+            let error = refused.error.to_string();
+            assert!(error.contains("interrupted"), "{error}");
+        }
+        Ok(()) => {
+            let spun = registry
+                .call("echo", |c| c.plugin().call(b"loop"))
+                .expect("in");
+            assert!(
+                matches!(spun, Err(WasmError::Interrupted { .. })),
+                "{spun:?}"
+            );
+        }
+    }
 }

@@ -199,3 +199,34 @@ impl From<&crate::Resource> for ResourceDecl {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<InterfaceName> {
+        list.iter()
+            .map(|n| InterfaceName::parse(n).expect(n))
+            .collect()
+    }
+
+    #[test]
+    fn the_optional_interfaces_are_found_by_name_and_their_line_checked() {
+        let found = Exports::of(&names(&[
+            "reload:plugin/guest@0.1.0",
+            "reload:plugin/state@0.1.3",
+            "my:udf/scalar@1.0.0",
+        ]))
+        .expect("compatible");
+        assert!(!found.lifecycle && found.state && !found.resources);
+        match Exports::of(&names(&["reload:plugin/lifecycle@0.2.0"])) {
+            Err(WasmError::Incompatible { wanted, found }) => {
+                assert_eq!(wanted, "reload:plugin/lifecycle@0.1.0");
+                assert_eq!(found, "reload:plugin/lifecycle@0.2.0");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Unversioned is not this library's package either.
+        assert!(Exports::of(&names(&["reload:plugin/state"])).is_err());
+    }
+}
