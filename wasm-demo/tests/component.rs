@@ -415,7 +415,7 @@ fn a_host_function_that_panics_fails_the_call_and_the_version_serves_on() {
 
 #[test]
 fn traps_deadlines_and_fuel_are_typed_and_a_stateless_version_serves_on() {
-    let deadline = Duration::from_millis(100);
+    let deadline = Duration::from_secs(1);
     let (runtime, _) = udf_runtime(deadline, None);
     let package = runtime
         .package(with_manifest(
@@ -556,7 +556,7 @@ fn a_stateful_instance_lost_to_a_trap_is_poisoned_until_a_reload_that_forgets_it
 #[test]
 fn a_stateful_call_past_its_deadline_loses_the_instance_but_not_the_drain() {
     let Some(v2) = counter(2) else { return };
-    let deadline = Duration::from_millis(100);
+    let deadline = Duration::from_secs(1);
     let runtime = ComponentRuntime::plugins(limits(deadline)).expect("engine");
     let registry = Arc::new(Registry::new(Unchecked));
     let package = runtime
