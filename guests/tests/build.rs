@@ -12,3 +12,16 @@ fn the_counter_builds() {
     };
     assert_eq!(&bytes[..4], b"\0asm");
 }
+
+#[test]
+fn the_indexed_guest_builds() {
+    let Some(bytes) = wasm_guests::c_or_skip(
+        "indexed.c",
+        &wasm_guests::plugin_wit(),
+        "resource-plugin",
+        &[],
+    ) else {
+        return;
+    };
+    assert_eq!(&bytes[..4], b"\0asm");
+}

@@ -828,3 +828,72 @@ fn limits_at_their_edges_hold_for_components() {
         }
     }
 }
+
+/// Resources through `reload:plugin/resources` (a C guest): an index
+/// persisted by the old version and opened by the new, a stream
+/// checkpointed and resumed, the state beside them; a new version that
+/// refuses the handover at `check-compat` leaves the old one serving with
+/// everything it had.
+#[test]
+fn resources_are_handed_over_typed_and_a_refused_handover_changes_nothing() {
+    use reload_core::{Resource, ResourceKind};
+
+    let Some(indexed) = wasm_guests::c_or_skip("indexed.c", &plugin_wit(), "resource-plugin", &[])
+    else {
+        return;
+    };
+    let runtime = ComponentRuntime::plugins(limits(GENEROUS)).expect("engine");
+    let registry = Registry::new(Unchecked);
+    let package = runtime
+        .package(with_manifest(&indexed, &manifest("indexed", "1.0.0", &[])))
+        .expect("packages");
+    assert!(package.plugin().is_stateful());
+    registry.register(package, b"").expect("registered");
+    let read = |input: &[u8]| -> [u64; 3] {
+        let reply = registry
+            .call("indexed", |c| c.plugin().call(input))
+            .expect("in")
+            .expect("served");
+        let word = |i: usize| u64::from_le_bytes(reply[i * 8..i * 8 + 8].try_into().expect("8"));
+        [word(0), word(1), word(2)]
+    };
+    assert_eq!(read(&5u64.to_le_bytes()), [5, 5, 1]);
+    assert_eq!(read(&7u64.to_le_bytes()), [12, 12, 2]);
+    let resources = registry
+        .call("indexed", |c| Stateful::resources(c.plugin()))
+        .expect("in");
+    assert_eq!(
+        resources,
+        vec![
+            Resource {
+                name: "idx".into(),
+                kind: ResourceKind::Index,
+                schema: 1
+            },
+            Resource {
+                name: "feed".into(),
+                kind: ResourceKind::Stream,
+                schema: 1
+            },
+        ]
+    );
+    let next = |v: &str| {
+        runtime
+            .package(with_manifest(&indexed, &manifest("indexed", v, &[])))
+            .expect("packages")
+    };
+    // Handed over: total (state), the index's sum (persisted, opened),
+    // the stream's position (checkpointed, resumed).
+    registry
+        .reload(vec![next("1.1.0")], b"", quiesced())
+        .map_err(|r| r.error)
+        .expect("reloaded");
+    assert_eq!(read(&[]), [12, 12, 2]);
+    // A version that refuses the handover: refused, 1.1.0 serves on with
+    // its state and resources.
+    let refused = registry.reload(vec![next("1.2.0")], b"reject", quiesced());
+    let error = refused.expect_err("check-compat refuses").error.to_string();
+    assert!(error.contains("cannot read that index"), "{error}");
+    assert_eq!(registry.list()[0].version.to_string(), "1.1.0");
+    assert_eq!(read(&1u64.to_le_bytes()), [13, 13, 3]);
+}
