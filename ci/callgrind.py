@@ -19,6 +19,8 @@ and sums how often callgrind saw each execute. Divided by the loop's calls.
     RELOAD_CORE_FENCES=symmetric python3 ci/callgrind.py lease   # the fallback
     python3 ci/callgrind.py --tower               # reload-tower's layer, per request
                                                   # (reload-tower/examples/layer_cost.rs)
+    python3 ci/callgrind.py --wasm                # core module and component calls
+                                                  # (wasm-demo/examples/wasm_cost.rs)
 
 Prints a Markdown table; `--by-function` adds each function's share.
 """
@@ -112,9 +114,29 @@ def tower():
         print(f"| {design} | {total / TOWER_CALLS:.1f} | {sum(locked.values()) / TOWER_CALLS:.2f} |")
 
 
+WASM_EXE = os.path.join(ROOT, "target/release/examples/wasm_cost")
+WASM_DESIGNS = ["empty", "core", "bytes", "typed", "record"]
+WASM_CALLS = 10_000
+
+
+def wasm():
+    """WebAssembly calls: instructions per call of each form, on a held lease."""
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "wasm-demo", "--example", "wasm_cost"],
+                   cwd=ROOT, check=True)
+    print(f"callgrind, {WASM_CALLS} calls, one thread (guest code included)\n")
+    print("| design | instructions per call | locked instructions per call |")
+    print("|---|---|---|")
+    for design in WASM_DESIGNS:
+        total, _, locked = measure(design, [WASM_EXE, design, str(WASM_CALLS)],
+                                   f"wasm_cost::measure_{design}")
+        print(f"| {design} | {total / WASM_CALLS:.1f} | {sum(locked.values()) / WASM_CALLS:.2f} |")
+
+
 def main():
     if "--tower" in sys.argv:
         return tower()
+    if "--wasm" in sys.argv:
+        return wasm()
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     by_function = "--by-function" in sys.argv
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "reload-core", "--example", "call_cost"],

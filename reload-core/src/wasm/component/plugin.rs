@@ -31,7 +31,9 @@ pub struct ComponentPlugin<W: World> {
     pub(super) config: Vec<u8>,
     /// The instance of a stateful version; the first of a stateless one.
     pub(super) primary: Mutex<Primary<W>>,
-    pub(super) spares: Mutex<Vec<Live<W>>>,
+    /// Boxed, so taking and giving back an instance moves a pointer, not
+    /// the instance (its bindings are some hundreds of bytes).
+    pub(super) spares: Mutex<Vec<Box<Live<W>>>>,
     /// The host accepted that a lost instance's state is gone.
     pub(super) state_forgotten: AtomicBool,
     pub(super) schema: u32,
@@ -143,11 +145,11 @@ impl<W: World> ComponentPlugin<W> {
 
     /// A new instance for the pool, initialized like the first, spending
     /// from `budget` and left armed with what is left of it.
-    fn fresh(&self, budget: &Budget) -> Result<Live<W>, WasmError> {
+    fn fresh(&self, budget: &Budget) -> Result<Box<Live<W>>, WasmError> {
         if matches!(*self.primary.lock(), Primary::Unlinked) {
             return Err(WasmError::NotLinked);
         }
-        let mut live = Live::new(&self.compiled, budget)?;
+        let mut live = Box::new(Live::new(&self.compiled, budget)?);
         if live.has_surface(|s| s.lifecycle.is_some()) {
             let config = &self.config;
             let Entered { result, .. } =
