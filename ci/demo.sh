@@ -9,6 +9,8 @@ echo "== HTTP host (reload-tower under load)"
 cargo run --release -p http-host
 echo "== WebAssembly demo"
 cargo run --release -p wasm-demo
+echo "== WebAssembly components demo (C guests built from source)"
+cargo run --release -p wasm-demo --example components
 echo "== dylib demo"
 cargo run --release -p dylib-demo
 echo "== live reload demo"
