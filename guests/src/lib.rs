@@ -278,25 +278,7 @@ fn encode_wat(
 /// (its text form) appended: what a host reads before compiling anything.
 pub fn with_manifest(component: &[u8], manifest: &str) -> Vec<u8> {
     let mut out = component.to_vec();
-    let name = b"reload-manifest";
-    let mut body = leb(name.len());
-    body.extend_from_slice(name);
-    body.extend_from_slice(manifest.as_bytes());
-    out.push(0);
-    out.extend(leb(body.len()));
-    out.extend(body);
+    let section = reload_core::wasm::MANIFEST_SECTION;
+    reload_core::wasm::append_custom_section(&mut out, section, manifest.as_bytes());
     out
-}
-
-fn leb(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
 }

@@ -38,25 +38,8 @@ impl Counter {
 
 /// Appends `manifest` as the `reload-manifest` custom section.
 pub fn with_manifest(mut module: Vec<u8>, manifest: &str) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = reload_core::wasm::MANIFEST_SECTION.as_bytes();
-    let mut payload = Vec::new();
-    leb(name.len(), &mut payload);
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(manifest.as_bytes());
-    module.push(0);
-    leb(payload.len(), &mut module);
-    module.extend_from_slice(&payload);
+    let section = reload_core::wasm::MANIFEST_SECTION;
+    reload_core::wasm::append_custom_section(&mut module, section, manifest.as_bytes());
     module
 }
 

@@ -76,7 +76,10 @@ use reload_abi::wire;
 use wasmtime::{Config, Engine, ExternType, Module, ValType};
 
 use guest::{Budget, Guest};
-pub use section::{custom_section, is_component, manifest_section, SectionError, MANIFEST_SECTION};
+pub use section::{
+    append_custom_section, custom_section, is_component, manifest_section, SectionError,
+    MANIFEST_SECTION,
+};
 /// The wasmtime this feature is built on, for hosts that name its types
 /// (and `bindgen!`'s `wasmtime_crate`), so they use the same version.
 pub use wasmtime;

@@ -100,6 +100,32 @@ pub fn custom_section<'a>(module: &'a [u8], name: &'static str) -> Result<&'a [u
     found.ok_or(SectionError::Missing(name))
 }
 
+/// Appends a custom section `name` holding `payload` to `binary` (a core
+/// module or a component: custom sections may come last in both), as
+/// [`custom_section`] reads it back. With [`MANIFEST_SECTION`] and a
+/// manifest's text, this is how a plugin's build (or a test) attaches the
+/// manifest the host reads before compiling anything.
+pub fn append_custom_section(binary: &mut Vec<u8>, name: &str, payload: &[u8]) {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::with_capacity(name.len() + payload.len() + 5);
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    binary.push(0);
+    leb(body.len(), binary);
+    binary.extend_from_slice(&body);
+}
+
 /// The manifest section of `module` (see [`custom_section`]).
 ///
 /// # Errors
@@ -128,6 +154,20 @@ mod tests {
         p.extend_from_slice(name.as_bytes());
         p.extend_from_slice(payload);
         (0, p)
+    }
+
+    #[test]
+    fn an_appended_section_reads_back_from_modules_and_components() {
+        let big = vec![7u8; 300]; // a length over one LEB128 byte
+        for preamble in [&b"\0asm\x01\0\0\0"[..], &b"\0asm\x0d\0\x01\0"[..]] {
+            let mut binary = preamble.to_vec();
+            append_custom_section(&mut binary, "x", b"other");
+            append_custom_section(&mut binary, MANIFEST_SECTION, &big);
+            assert_eq!(manifest_section(&binary), Ok(&big[..]));
+            assert_eq!(custom_section(&binary, "x"), Ok(&b"other"[..]));
+        }
+        assert!(is_component(b"\0asm\x0d\0\x01\0"));
+        assert!(!is_component(b"\0asm\x01\0\0\0"));
     }
 
     #[test]
