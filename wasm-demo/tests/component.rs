@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use reload_core::registry::{Registry, RegistryError};
 use reload_core::verify::Unchecked;
-use reload_core::wasm::component::{ComponentPlugin, ComponentRuntime, PluginWorld};
+use reload_core::wasm::component::{ComponentPlugin, ComponentRuntime, PluginWorld, World};
 use reload_core::wasm::{Limits, SectionError, WasmError};
 use reload_core::{ReloadOptions, Stateful};
 use wasm_demo::udf::{eval, eval_with, Logged, UdfWorld};
@@ -50,6 +50,20 @@ fn counter(schema: u32) -> Option<Vec<u8>> {
         "stateful-plugin",
         &[&format!("COUNTER_SCHEMA={schema}")],
     )
+}
+
+/// A registry serving `bytes` as plugin `name` 1.0.0 (no exports listed).
+fn serving<W: World>(
+    runtime: &ComponentRuntime<W>,
+    bytes: &[u8],
+    name: &str,
+) -> Registry<ComponentPlugin<W>> {
+    let registry = Registry::new(Unchecked);
+    let package = runtime
+        .package(with_manifest(bytes, &manifest(name, "1.0.0", &[])))
+        .expect("packages");
+    registry.register(package, b"").expect("registered");
+    registry
 }
 
 fn add(plugin: &ComponentPlugin<PluginWorld>, amount: u64) -> Result<u64, WasmError> {
@@ -132,11 +146,7 @@ fn state_migrates_from_an_older_schema_and_never_from_a_newer_one() {
         return;
     };
     let runtime = ComponentRuntime::plugins(limits(GENEROUS)).expect("engine");
-    let registry = Registry::new(Unchecked);
-    let package = runtime
-        .package(with_manifest(&v1, &manifest("counter", "1.0.0", &[])))
-        .expect("packages");
-    registry.register(package, b"").expect("registered");
+    let registry = serving(&runtime, &v1, "counter");
     registry
         .call("counter", |c| add(c.plugin(), 41))
         .expect("in")
@@ -493,11 +503,7 @@ fn a_guest_that_lies_about_its_reply_is_a_typed_error() {
 fn a_stateful_instance_lost_to_a_trap_is_poisoned_until_a_reload_that_forgets_its_state() {
     let Some(v2) = counter(2) else { return };
     let runtime = ComponentRuntime::plugins(limits(GENEROUS)).expect("engine");
-    let registry = Registry::new(Unchecked);
-    let package = runtime
-        .package(with_manifest(&v2, &manifest("counter", "1.0.0", &[])))
-        .expect("packages");
-    registry.register(package, b"").expect("registered");
+    let registry = serving(&runtime, &v2, "counter");
     registry
         .call("counter", |c| add(c.plugin(), 7))
         .expect("in")
