@@ -380,12 +380,8 @@ impl Runtime {
     /// [`WasmError::Compile`], [`WasmError::MissingExport`],
     /// [`WasmError::Signature`].
     pub fn package(&self, bytes: impl Into<Arc<[u8]>>) -> Result<Package<WasmPlugin>, WasmError> {
-        let bytes: Arc<[u8]> = bytes.into();
-        let manifest = Manifest::decode(manifest_section(&bytes)?)?;
-        let plugin = self.plugin(&manifest, &bytes)?;
         let runtime = self.clone();
-        Ok(Package::new(plugin, manifest, bytes)
-            .respawn(move |m: &Manifest, b: &[u8]| runtime.plugin(m, b).map_err(BoxError::from)))
+        packaged(bytes.into(), move |m, b| runtime.plugin(m, b))
     }
 
     fn plugin(&self, manifest: &Manifest, bytes: &[u8]) -> Result<WasmPlugin, WasmError> {
@@ -410,6 +406,19 @@ impl Runtime {
             resources: Vec::new(),
         })
     }
+}
+
+/// A package of `bytes` for either form: the manifest read from its
+/// section before anything is compiled, the plugin made by `make`, and
+/// `make` kept as the recipe a revert makes it again with.
+fn packaged<P: Hooks>(
+    bytes: Arc<[u8]>,
+    make: impl Fn(&Manifest, &[u8]) -> Result<P, WasmError> + Send + Sync + 'static,
+) -> Result<Package<P>, WasmError> {
+    let manifest = Manifest::decode(manifest_section(&bytes)?)?;
+    let plugin = make(&manifest, &bytes)?;
+    Ok(Package::new(plugin, manifest, bytes)
+        .respawn(move |m: &Manifest, b: &[u8]| make(m, b).map_err(BoxError::from)))
 }
 
 /// The ticker's loop: the epoch follows the clock, one tick per [`TICK`]

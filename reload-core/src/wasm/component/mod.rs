@@ -88,11 +88,10 @@ pub use plugin::ComponentPlugin;
 use plugin::Primary;
 pub use world::{Binding, Host, InterfaceName, World};
 
-use super::{manifest_section, Limits, Runtime, WasmError};
+use super::{Limits, Runtime, WasmError};
 use crate::hooks::panic_message;
 use crate::manifest::Manifest;
 use crate::registry::Package;
-use crate::BoxError;
 
 /// The engine (shared with a core-module [`Runtime`]), the world's
 /// bindings with one linker each, and the limits calls run under. Cheap
@@ -188,12 +187,8 @@ impl<W: World> ComponentRuntime<W> {
         &self,
         bytes: impl Into<Arc<[u8]>>,
     ) -> Result<Package<ComponentPlugin<W>>, WasmError> {
-        let bytes: Arc<[u8]> = bytes.into();
-        let manifest = Manifest::decode(manifest_section(&bytes)?)?;
-        let plugin = self.plugin(&manifest, &bytes)?;
         let runtime = self.clone();
-        Ok(Package::new(plugin, manifest, bytes)
-            .respawn(move |m: &Manifest, b: &[u8]| runtime.plugin(m, b).map_err(BoxError::from)))
+        super::packaged(bytes.into(), move |m, b| runtime.plugin(m, b))
     }
 
     fn plugin(&self, manifest: &Manifest, bytes: &[u8]) -> Result<ComponentPlugin<W>, WasmError> {
